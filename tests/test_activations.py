@@ -1,0 +1,35 @@
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vgrun.activations import ACTIVATIONS
+from vgrun.names import ACTS
+
+jax.config.update("jax_enable_x64", True)
+Z = jnp.linspace(-6, 6, 2001, dtype=jnp.float64)
+Z = Z[jnp.abs(Z) > 1e-6]  # relu-like kinks at 0 have no derivative
+Z = Z[jnp.abs(jnp.abs(Z) - 1) > 1e-6]  # hard_tanh kinks at +-1
+
+
+def test_names_match_registry():
+    assert tuple(ACTIVATIONS) == ACTS
+
+
+@pytest.mark.parametrize("name", ACTS)
+def test_derivative_matches_autodiff(name):
+    act = ACTIVATIONS[name]
+    auto = jax.vmap(jax.grad(act.fn))(Z)
+    np.testing.assert_allclose(act.deriv(Z), auto, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", [n for n in ACTS if n != "gcu"])
+def test_peak_is_the_sup_of_the_slope(name):
+    slope = jnp.abs(ACTIVATIONS[name].deriv(jnp.linspace(-20, 20, 400_001, dtype=jnp.float64)))
+    assert float(slope.max()) == pytest.approx(ACTIVATIONS[name].peak, rel=1e-3)
+
+
+def test_gcu_is_x_cos_x_and_peak_is_its_slope_at_zero():
+    x = jnp.array([0.0, 1.0, -2.0], jnp.float64)
+    np.testing.assert_allclose(ACTIVATIONS["gcu"].fn(x), x * np.cos(x))
+    assert ACTIVATIONS["gcu"].deriv(jnp.zeros(())) == ACTIVATIONS["gcu"].peak == 1.0

@@ -1,0 +1,104 @@
+"""The command line end to end, in subprocesses, from a scratch working directory."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import vgrun
+
+SMALL = ["depth=3", "width=16", "batch_size=16", "steps=20", "chunks=2"]
+
+
+def vgrun_cmd(args, cwd, **kw):
+    return subprocess.run([sys.executable, "-m", "vgrun.cli", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=300, **kw)
+
+
+def test_run_writes_a_complete_run_folder(tmp_path):
+    p = vgrun_cmd([*SMALL, "act=sigmoid", f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "run"
+    for name in ("summary.json", "traces.parquet", "steps.parquet", "gradient_flow.png", ".hydra/config.yaml"):
+        assert (run / name).exists(), name
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "completed" and summary["steps_done"] == 20
+    assert summary["diagnosis"]["verdict"] in ("vanishing", "healthy", "exploding")
+    assert summary["timing"]["compile_s"] > 0
+    traces = vgrun.load_run(run)
+    assert len(traces) == 20 * 4 and {"step", "layer", "delta", "grad_w", "act", "depth", "run"} <= set(traces)
+    assert (traces["act"] == "sigmoid").all()
+    steps = vgrun.load_run(run, "steps")
+    assert len(steps) == 20 and steps["loss"].notna().all()
+    assert "Gradient norms per layer" in p.stdout and "VANISHING" in p.stdout or "HEALTHY" in p.stdout
+    assert str(run) in p.stdout.replace("\n", "")
+
+
+def test_default_output_folder_is_under_the_working_directory(tmp_path):
+    p = vgrun_cmd(SMALL, tmp_path)
+    assert p.returncode == 0, p.stderr
+    runs = vgrun.load_runs(tmp_path / "outputs")
+    assert runs["run"].nunique() == 1
+
+
+@pytest.mark.parametrize(
+    "arg,words",
+    [
+        ("act=sigmod", ["act", "sigmod", "sigmoid", "tanh"]),
+        ("depth=-3", ["depth", "-3", "> 0"]),
+        ("init=foo", ["init", "foo", "xavier", "he"]),
+        ("optimizer.lr=abc", ["optimizer.lr", "abc", "number"]),
+        ("foo=1", ["foo", "depth", "width"]),
+        ("+foo=1", ["foo", "depth"]),
+        ("act=relu,sigmod", ["act", "sigmod"]),
+    ],
+)
+def test_bad_input_is_one_clear_line(tmp_path, arg, words):
+    p = vgrun_cmd([arg], tmp_path)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr + p.stdout
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, p.stderr
+    for w in words:
+        assert w in lines[0]
+    assert not (tmp_path / "outputs").exists() or arg == "depth=-3"
+
+
+def test_divergence_is_a_result(tmp_path):
+    p = vgrun_cmd(["act=linear", "depth=6", "width=16", "optimizer.lr=50", "steps=200", "chunks=10",
+                   f"hydra.run.dir={tmp_path}/run"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["status"] == "diverged"
+    assert summary["diagnosis"]["nonfinite"]["loss"] > 0
+    assert len(vgrun.load_run(tmp_path / "run", "steps")) == summary["steps_done"] < 200
+
+
+def test_sigterm_leaves_a_valid_partial_run(tmp_path):
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "vgrun.cli", *SMALL[:3], "steps=200000", "chunks=2000",
+                             f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.time() + 120
+    while not (run / "summary.json").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted"
+    assert 0 < summary["steps_done"] < 200000
+    assert len(vgrun.load_run(run, "steps")) == summary["steps_done"]
+    assert not [f for f in os.listdir(run) if ".tmp-" in f]  # no half-written files left
+
+
+def test_console_script_is_installed():
+    import shutil
+
+    assert shutil.which("vgrun"), "pip install . should put `vgrun` on PATH"

@@ -1,0 +1,59 @@
+"""Every config composes through Hydra, validates, and the name lists match the registries."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from vgrun import data, models, optim
+from vgrun.config import Config, ConfigError, register, validate
+from vgrun.names import DATA, MODELS, OPTIMIZERS
+from vgrun.overrides import check, group_options
+
+CONF = str(Path(__file__).parents[1] / "vgrun" / "conf")
+register()
+
+
+def compose_config(overrides=()) -> Config:
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        dcfg = compose("config", overrides=list(overrides))
+    return validate(OmegaConf.to_object(dcfg))
+
+
+def test_registries_match_names():
+    assert tuple(models.MODELS) == MODELS
+    assert tuple(optim.OPTIMIZERS) == OPTIMIZERS
+    assert tuple(data.DATASETS) == DATA
+
+
+@pytest.mark.parametrize("group", ["model", "init", "optimizer", "data"])
+def test_every_group_option_composes_and_validates(group):
+    for option in group_options(group):
+        cfg = compose_config([f"{group}={option}"])
+        assert getattr(cfg, group).name == option
+
+
+def test_defaults():
+    cfg = compose_config()
+    assert (cfg.model.name, cfg.init.name, cfg.optimizer.name, cfg.data.name) == ("mlp", "xavier", "sgd", "digits")
+    assert (cfg.width, cfg.batch_size, cfg.steps, cfg.trace_every) == (128, 128, 2000, 1)
+
+
+def test_overrides_reach_the_dataclass():
+    cfg = compose_config(["init=normal", "init.sigma_w=1.5", "init.sigma_b=0.05", "optimizer=adam",
+                          "optimizer.clip_norm=1.0", "model=resmlp", "model.res_scale=0.1", "dtype=float64"])
+    assert (cfg.init.sigma_w, cfg.init.sigma_b, cfg.optimizer.clip_norm, cfg.model.res_scale) == (1.5, 0.05, 1.0, 0.1)
+
+
+@pytest.mark.parametrize("args", [["act=sigmod"], ["init=foo"], ["optimizer.lr=abc"], ["foo=1"], ["depth=2.5"],
+                                  ["optimizer.clip_norm=x"], ["norm=groupnorm"], ["dtype=float16"]])
+def test_check_rejects(args):
+    with pytest.raises(ConfigError):
+        check(args)
+
+
+@pytest.mark.parametrize("args", [["act=sigmoid", "depth=5,10", "init=xavier,he"], ["optimizer.clip_norm=null"],
+                                  ["hydra.run.dir=x"], ["init.gain=2"], ["optimizer.lr=1"]])
+def test_check_accepts(args):
+    check(args)

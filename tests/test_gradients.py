@@ -1,0 +1,98 @@
+"""Per-layer traces of a real training step against central finite differences (float64)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+from vgrun import models
+from vgrun.config import Config, InitConfig
+from vgrun.data import Dataset
+from vgrun.train import make_train
+
+jax.config.update("jax_enable_x64", True)
+EPS = 1e-6
+
+
+def tiny_problem(act: str, model: str = "mlp"):
+    cfg = Config(depth=4, width=5, act=act, batch_size=3, steps=1, dtype="float64", chunks=1,
+                 init=InitConfig(name="normal", sigma_w=1.6, sigma_b=0.3))
+    cfg.model.name = model
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((7, 3))
+    y = rng.integers(0, 2, 7).astype(np.int32)
+    return cfg, Dataset(x, y, x, y, 2, True)
+
+
+def first_step(cfg, data):
+    """The traced step-0 record, and the batch and parameters it was taken at."""
+    prog = make_train(cfg, data)
+    d = {"x": jnp.asarray(data.x_train), "y": jnp.asarray(data.y_train),
+         "x_test": jnp.asarray(data.x_test), "y_test": jnp.asarray(data.y_test)}
+    carry = prog.init(jax.random.PRNGKey(0))
+    idx = jax.random.randint(jax.random.fold_in(carry.key, 0), (cfg.batch_size,), 0, len(data.x_train))
+    _, (_, trace) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), d)  # chunk donates its carry
+    return jax.tree_util.tree_map(lambda a: np.asarray(a[0]), trace), carry, d["x"][idx], d["y"][idx]
+
+
+def example_losses(model, params, state, x, y, probes):
+    y_pred, _, _ = model.apply(params, state, x, probes, train=True)
+    return optax.softmax_cross_entropy_with_integer_labels(y_pred, y)  # [B]
+
+
+@pytest.mark.parametrize("act,model", [("tanh", "mlp"), ("sigmoid", "mlp"), ("gcu", "resmlp")])
+def test_delta_is_rms_of_per_example_dL_dz(act, model):
+    cfg, data = tiny_problem(act, model)
+    trace, carry, x, y = first_step(cfg, data)
+    net = models.MODELS[cfg.model.name].make(cfg, 3, 2, jnp.float64)
+    B, L, W = cfg.batch_size, cfg.depth, cfg.width
+    zero = {"hid": jnp.zeros((L, B, W)), "out": jnp.zeros((B, 2))}
+    f = jax.jit(lambda p: example_losses(net, carry.params, carry.state, x, y, p))
+    sq = np.zeros(L + 1)  # sum over examples of ||dL_i / dz_l,i||^2
+    for l in range(L + 1):
+        for i in range(B):
+            for j in range(W if l < L else 2):
+                e = np.zeros((B, W if l < L else 2))
+                e[i, j] = EPS
+                key = "hid" if l < L else "out"
+                plus = dict(zero, **{key: zero[key].at[l].add(e) if l < L else zero[key] + e})
+                minus = dict(zero, **{key: zero[key].at[l].add(-e) if l < L else zero[key] - e})
+                g = (f(plus)[i] - f(minus)[i]) / (2 * EPS)
+                sq[l] += float(g) ** 2
+    np.testing.assert_allclose(trace.delta, np.sqrt(sq / B), rtol=1e-6)
+
+
+@pytest.mark.parametrize("act", ["tanh", "relu"])
+def test_weight_and_bias_gradient_norms(act):
+    cfg, data = tiny_problem(act)
+    trace, carry, x, y = first_step(cfg, data)
+    net = models.MODELS["mlp"].make(cfg, 3, 2, jnp.float64)
+    loss = jax.jit(lambda p: example_losses(net, p, carry.state, x, y, None).mean())
+    flat, unravel = jax.flatten_util.ravel_pytree(carry.params)
+    fd = np.array([(loss(unravel(flat.at[k].add(EPS))) - loss(unravel(flat.at[k].add(-EPS)))) / (2 * EPS)
+                   for k in range(flat.size)])
+    g = unravel(jnp.asarray(fd))
+    norm = lambda a, axes=None: np.sqrt((np.asarray(a) ** 2).sum(axes))  # noqa: E731
+    for name, field in (("w", trace.grad_w), ("b", trace.grad_b)):
+        expected = np.concatenate([[norm(g["inp"][name])], norm(g["hid"][name], tuple(range(1, g["hid"][name].ndim))),
+                                   [norm(g["out"][name])]])
+        np.testing.assert_allclose(field, expected, rtol=1e-6)
+    w = carry.params
+    np.testing.assert_allclose(trace.weight[0], norm(w["inp"]["w"]), rtol=1e-12)
+    # plain sgd: the update is -lr * grad
+    np.testing.assert_allclose(trace.update_ratio, cfg.optimizer.lr * trace.grad_w / trace.weight, rtol=1e-6)
+
+
+def test_activation_statistics():
+    cfg, data = tiny_problem("tanh")
+    trace, carry, x, y = first_step(cfg, data)
+    p, h = carry.params, np.asarray(x)
+    for l in range(cfg.depth):
+        layer = p["inp"] if l == 0 else jax.tree_util.tree_map(lambda a: a[l - 1], p["hid"])
+        z = h @ np.asarray(layer["w"]) + np.asarray(layer["b"])
+        h = np.tanh(z)
+        assert trace.act_mean[l] == pytest.approx(h.mean(), rel=1e-9)
+        assert trace.act_std[l] == pytest.approx(h.std(), rel=1e-6)
+        saturated = (1 - np.tanh(z) ** 2 < cfg.diagnosis.sat_tol).all(0).mean()
+        assert trace.saturated[l] == saturated

@@ -1,0 +1,63 @@
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vgrun import theory
+from vgrun.config import Config, InitConfig
+from vgrun.data import Dataset
+from vgrun.diagnose import per_layer_factor
+from vgrun.train import make_train
+
+
+def test_relu_he_is_critical():
+    p = theory.predict("relu", 2.0, 0.0)
+    assert p["chi_1"] == pytest.approx(1.0, abs=1e-9)
+    assert p["depth_scale"] == math.inf
+
+
+@pytest.mark.parametrize("sw2", [0.3, 0.5, 0.9])
+def test_tanh_ordered_phase_without_bias_has_q_star_zero_and_chi_sigma_w2(sw2):
+    p = theory.predict("tanh", sw2, 0.0)
+    assert p["q_star"] < 1e-10
+    assert p["chi_1"] == pytest.approx(sw2, rel=1e-8)
+
+
+def test_linear_chi_is_sigma_w2_and_q_grows_without_bound_above_one():
+    assert theory.predict("linear", 0.7, 0.1)["chi_1"] == pytest.approx(0.7, rel=1e-10)
+    assert theory.predict("linear", 1.5, 0.0)["q_star"] == math.inf
+
+
+@pytest.mark.parametrize("act,sw2,sb2", [("hard_tanh", 1.5, 0.0), ("tanh", 1.5, 0.05), ("sigmoid", 1.0, 0.0), ("elu", 1.2, 0.1)])
+def test_against_monte_carlo(act, sw2, sb2):
+    from vgrun.activations import ACTIVATIONS
+
+    p = theory.predict(act, sw2, sb2)
+    z = np.random.default_rng(0).standard_normal(4_000_000)
+    u = np.sqrt(p["q_star"]) * z
+    fn, d = ACTIVATIONS[act].fn, ACTIVATIONS[act].deriv
+    with jax.enable_x64(True):
+        q_next = sw2 * float(jnp.mean(fn(jnp.asarray(u)) ** 2)) + sb2
+        chi = sw2 * float(jnp.mean(d(jnp.asarray(u)) ** 2))
+    assert q_next == pytest.approx(p["q_star"], rel=3e-3)  # q* is a fixed point
+    assert chi == pytest.approx(p["chi_1"], rel=3e-3)
+
+
+def test_deep_tanh_net_decays_at_the_predicted_rate():
+    """Width 256, sigma_w^2 = 0.5: |delta_l| / |delta_l+1| -> sqrt(chi_1), within 10%."""
+    cfg = Config(depth=30, width=256, act="tanh", batch_size=128, steps=1, chunks=1,
+                 init=InitConfig(name="normal", sigma_w=math.sqrt(0.5)))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((512, 256)).astype(np.float32)
+    y = rng.integers(0, 10, 512).astype(np.int32)
+    data = Dataset(x, y, x, y, 10, True)
+    prog = make_train(cfg, data)
+    d = {"x": jnp.asarray(x), "y": jnp.asarray(y), "x_test": jnp.asarray(x), "y_test": jnp.asarray(y)}
+    _, (_, trace) = prog.chunk(prog.init(jax.random.PRNGKey(0)), d)
+    delta = np.asarray(trace.delta[0, : cfg.depth], np.float64)
+    measured = per_layer_factor(delta[5:])  # past the input layer's transient
+    predicted = theory.predict("tanh", 0.5, 0.0)["factor"]
+    assert measured == pytest.approx(predicted, rel=0.10)
+    assert delta[0] < 1e-3 * delta[-1]  # and it really vanishes

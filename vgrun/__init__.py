@@ -1,0 +1,6 @@
+"""vgrun: a command-line laboratory for the vanishing and exploding gradient problem."""
+
+from vgrun.store import load_run, load_runs
+
+__all__ = ["load_run", "load_runs"]
+__version__ = "0.1.0"

@@ -1,0 +1,161 @@
+"""`vgrun key=value ...`: compose (Hydra), validate, train, write the run folder, print.
+
+Hydra, omegaconf and rich live here and in the reporting code only. JAX is imported
+after validation, so bad input is rejected in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vgrun.config import Config, ConfigError, register, validate
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+
+
+def setup_jax(cfg: Config) -> None:
+    """Threads, dtype and the persistent compilation cache, before the first JAX array.
+
+    XLA sizes its CPU thread pool from the CPU affinity it sees when the backend starts;
+    at width ~128 one thread per process is faster than two (see README), so we start
+    the backend while pinned to `threads` cores and then restore the affinity.
+    """
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    pin = allowed is not None and cfg.threads < len(allowed)
+    if pin:
+        os.sched_setaffinity(0, sorted(allowed)[: cfg.threads])
+    import jax
+
+    try:
+        jax.devices()
+    finally:
+        if pin:
+            os.sched_setaffinity(0, allowed)
+    cache = os.environ.get("VGRUN_CACHE", str(Path.home() / ".cache" / "vgrun" / "jax"))
+    jax.config.update("jax_compilation_cache_dir", cache)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    if cfg.dtype == "float64":
+        jax.config.update("jax_enable_x64", True)
+
+
+class StopFlag:
+    """SIGINT / SIGTERM ask the run to stop after the chunk in flight; a second one forces it."""
+
+    def __init__(self):
+        self.signum = None
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+def _bad_input(e: ConfigError) -> None:
+    err.print(f"[bold red]vgrun: error:[/] {e}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def to_config(dcfg: DictConfig) -> Config:
+    cfg = OmegaConf.to_object(dcfg)
+    return validate(cfg)
+
+
+def run_job(dcfg: DictConfig) -> int:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        cfg = to_config(dcfg)
+    except ConfigError as e:
+        _bad_input(e)
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    stop = StopFlag()
+    t_start = time.perf_counter()
+    setup_jax(cfg)
+
+    from vgrun import data as datasets
+    from vgrun import store, train
+    from vgrun.diagnose import diagnose
+    from vgrun.plots import gradient_flow
+    from vgrun.report import print_run
+
+    summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg)}
+    store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
+    data = datasets.load(cfg.data)
+    title = f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} opt={cfg.optimizer.name}"
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(), console=console, transient=False,
+    ) as progress:
+        task = progress.add_task("compiling", total=cfg.steps, info="")
+
+        def on_chunk(i, prog, m):
+            progress.update(task, description="training", completed=i * prog.chunk_steps,
+                            info=f"loss {m['loss'][-1]:.4f}")
+
+        res = train.run(cfg, data, on_chunk=on_chunk, should_stop=stop)
+    steps_done = len(res.metrics["loss"])
+    diagnosis = diagnose(cfg, res.metrics, res.traces, res.status, datasets.baseline_loss(data))
+    tail = max(1, steps_done // 20)
+    summary.update(
+        status=res.status,
+        steps_done=steps_done,
+        final={
+            "train_loss": float(res.metrics["loss"][-tail:].mean()),
+            "train_acc": float(res.metrics["acc"][-tail:].mean()),
+            "test_loss": res.test[0],
+            "test_acc": res.test[1],
+        },
+        diagnosis=diagnosis,
+    )
+    store.write_tables(run_dir, cfg, res.metrics, res.traces)
+    gradient_flow(run_dir / "gradient_flow.png", res.traces, cfg.trace_every, title)
+    summary["timing"] = {
+        "wall_s": time.perf_counter() - t_start,
+        "compile_s": res.compile_s,
+        "train_s": res.train_s,
+        "steps_per_s": steps_done / res.train_s if res.train_s > 0 else None,
+    }
+    store.write_summary(run_dir, summary)
+    print_run(console, cfg, summary, res.traces, run_dir)
+    if res.status == "interrupted":
+        err.print(f"interrupted after {steps_done} steps: partial run written to {run_dir}")
+        sys.exit(EXIT_INTERRUPTED)
+    return 0
+
+
+@hydra.main(version_base=None, config_path="conf", config_name="config")
+def _hydra_main(dcfg: DictConfig) -> int:
+    return run_job(dcfg)
+
+
+def main() -> None:
+    from vgrun import overrides
+
+    try:
+        overrides.check(sys.argv[1:])
+    except ConfigError as e:
+        _bad_input(e)
+    register()
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

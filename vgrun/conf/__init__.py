@@ -1,0 +1,1 @@
+"""Hydra config files (YAML): the defaults and the choices of every config group."""

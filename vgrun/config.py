@@ -1,0 +1,152 @@
+"""The config schema (plain dataclasses) and its validation.
+
+The YAML under `conf/` is pure data; these dataclasses are its schema, registered in
+Hydra's ConfigStore by `register()` so a mistyped value (`optimizer.lr=abc`) or an
+unknown key fails at composition. Names (activation, init, ...) are checked against
+the registries by `validate`, which raises `ConfigError` naming the key, the bad value
+and the valid choices. Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from vgrun.names import ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, SCHEDULES
+
+
+UNKNOWN = object()  # the value of a key that does not exist
+
+
+class ConfigError(ValueError):
+    """A bad config value: `key`, the `value` given and what would be valid."""
+
+    def __init__(self, key: str, value, valid: str):
+        self.key, self.value, self.valid = key, value, valid
+        if value is UNKNOWN:
+            super().__init__(f"unknown key {key!r}; expected {valid}")
+        else:
+            super().__init__(f"{key}={value!r} is not valid; expected {valid}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"  # mlp | resmlp
+    res_scale: float = 1.0  # resmlp block: h + res_scale * f(h)
+
+
+@dataclass
+class InitConfig:
+    name: str = "xavier"
+    gain: float = 1.0  # multiplies the scheme's std
+    std: Optional[float] = None  # absolute weight std; overrides the scheme and gain
+    mean: Optional[float] = None  # weight mean; overrides the scheme's (0, or yilmaz_poli's)
+    sigma_w: float = 1.0  # `normal` only: W ~ N(0, sigma_w^2 / fan_in)
+    sigma_b: float = 0.0  # bias std (all schemes)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.03
+    momentum: float = 0.9  # momentum
+    b1: float = 0.9  # adam
+    b2: float = 0.999  # adam
+    eps: float = 1e-8  # adam, rmsprop
+    decay: float = 0.9  # rmsprop
+    eta_minus: float = 0.5  # rprop (Riedmiller & Braun 1993 defaults)
+    eta_plus: float = 1.2  # rprop
+    schedule: str = "constant"  # constant | cosine | exponential | warmup_cosine
+    warmup_steps: int = 0  # warmup_cosine
+    decay_rate: float = 0.01  # exponential: lr * decay_rate ** (step / steps)
+    clip_norm: Optional[float] = None  # clip by global norm (Pascanu et al. 2013)
+    clip_value: Optional[float] = None  # clip each entry to [-v, v]
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits | spirals | teacher
+    test_frac: float = 0.25  # held-out share
+    n_samples: int = 2000  # synthetic tasks
+    in_dim: int = 16  # teacher input size
+    out_dim: int = 4  # teacher output size
+    n_classes: int = 3  # spirals: arms
+    noise: float = 0.1  # label / coordinate noise for synthetic tasks
+    teacher_depth: int = 2  # teacher: hidden layers of the random tanh teacher
+    teacher_width: int = 32
+
+
+@dataclass
+class DiagnosisConfig:
+    vanish_ratio: float = 1e-2  # |delta_first| / |delta_last| below this: vanishing
+    explode_ratio: float = 1e2  # above this: exploding
+    sat_tol: float = 0.1  # a unit is saturated where |phi'(z)| < sat_tol * sup|phi'| on the whole batch
+    sat_frac: float = 0.5  # "many saturated units" above this share
+    stall_frac: float = 0.9  # "loss stalls": final loss above this share of the initial
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+    depth: int = 10  # hidden layers
+    width: int = 128  # units per hidden layer
+    act: str = "tanh"
+    norm: str = "none"  # none | batchnorm | layernorm
+    steps: int = 2000
+    batch_size: int = 128
+    seed: int = 0
+    dtype: str = "float32"  # float64 measures gradients far below float32's range
+    trace_every: int = 1  # record per-layer traces every k steps
+    chunks: int = 20  # the run is scanned in chunks: progress, Ctrl-C and held-out metrics between chunks
+    bn_momentum: float = 0.9  # batchnorm running statistics
+    threads: int = 1  # XLA CPU threads; 1 is fastest for small nets (see README)
+
+
+def _choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(key, value, "one of " + ", ".join(choices))
+
+
+def _positive(key: str, value) -> None:
+    if not value > 0:
+        raise ConfigError(key, value, "a number > 0")
+
+
+def validate(cfg: Config) -> Config:
+    """Check names against the registries and numbers against their ranges."""
+    _choice("model", cfg.model.name, MODELS)
+    _choice("act", cfg.act, ACTS)
+    _choice("init", cfg.init.name, INIT_NAMES)
+    _choice("norm", cfg.norm, NORMS)
+    _choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
+    _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
+    _choice("data", cfg.data.name, DATA)
+    _choice("dtype", cfg.dtype, DTYPES)
+    for key in ("depth", "width", "steps", "batch_size", "trace_every", "chunks", "threads"):
+        _positive(key, getattr(cfg, key))
+    for key in ("lr",):
+        _positive(f"optimizer.{key}", getattr(cfg.optimizer, key))
+    for key in ("clip_norm", "clip_value"):
+        value = getattr(cfg.optimizer, key)
+        if value is not None:
+            _positive(f"optimizer.{key}", value)
+    if cfg.init.std is not None and cfg.init.std < 0:
+        raise ConfigError("init.std", cfg.init.std, "a number >= 0")
+    if cfg.init.sigma_b < 0:
+        raise ConfigError("init.sigma_b", cfg.init.sigma_b, "a number >= 0")
+    if not 0 < cfg.data.test_frac < 1:
+        raise ConfigError("data.test_frac", cfg.data.test_frac, "a number in (0, 1)")
+    if cfg.steps % cfg.trace_every:
+        raise ConfigError("trace_every", cfg.trace_every, f"a divisor of steps={cfg.steps}")
+    return cfg
+
+
+def register() -> None:
+    """Register the schema with Hydra (called by the CLI, never by the core)."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="vgrun_schema", node=Config)

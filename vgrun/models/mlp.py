@@ -1,0 +1,101 @@
+"""Multi-layer perceptron with stacked hidden layers; `resmlp` adds residual blocks.
+
+    h_0 = phi(N(x W_0 + b_0))                           input layer, d_in -> width
+    h_l = phi(N(h_{l-1} W_l + b_l))                     mlp,    l = 1 .. depth-1
+    h_l = h_{l-1} + alpha * phi(N(h_{l-1} W_l + b_l))   resmlp, l = 1 .. depth-1
+    y   = h_{depth-1} W_out + b_out
+
+N is the normalization (none, batchnorm, layernorm). Layers 1..depth-1 are stacked
+(`W: [depth-1, width, width]`) and applied with `lax.scan`, partially unrolled: a
+plain scan keeps compile time flat in depth but runs slower per step than straight-line
+code, full unrolling makes compile time grow with depth; `UNROLL` gets most of both
+(measured in benchmarks/bench_unroll.py).
+
+`probes` is a zero pytree added to every pre-activation z_l (hidden: [depth, B, width],
+output: [B, d_out]); the gradient of the loss with respect to it is delta_l = dL/dz_l,
+taken without hooks.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vgrun.activations import ACTIVATIONS
+from vgrun.inits import init_bias, init_weight
+from vgrun.models.norm import normalize
+
+UNROLL = 1000
+
+
+class Model(NamedTuple):
+    init: object  # key -> (params, state)
+    apply: object  # (params, state, x [B, d_in], probes | None, train, stats) -> (y, state, layer_stats)
+    n_layers: int  # traced layers: depth hidden + 1 output
+
+
+def make(cfg, d_in: int, d_out: int, dtype) -> Model:
+    act = ACTIVATIONS[cfg.act]
+    depth, width, icfg, norm = cfg.depth, cfg.width, cfg.init, cfg.norm
+    residual = cfg.model.name == "resmlp"
+    alpha = cfg.model.res_scale
+    sat_level = cfg.diagnosis.sat_tol * act.peak
+
+    def init(key):
+        k = jax.random.split(key, 6)
+        params = {
+            "inp": {"w": init_weight(k[0], icfg, (d_in, width), dtype), "b": init_bias(k[1], icfg, (width,), dtype)},
+            "hid": {
+                "w": init_weight(k[2], icfg, (depth - 1, width, width), dtype),
+                "b": init_bias(k[3], icfg, (depth - 1, width), dtype),
+            },
+            "out": {"w": init_weight(k[4], icfg, (width, d_out), dtype), "b": init_bias(k[5], icfg, (d_out,), dtype)},
+        }
+        state = {"inp": (), "hid": ()}
+        if norm != "none":
+            for name, lead in (("inp", ()), ("hid", (depth - 1,))):
+                params[name]["g"] = jnp.ones(lead + (width,), dtype)
+                params[name]["beta"] = jnp.zeros(lead + (width,), dtype)
+        if norm == "batchnorm":
+            for name, lead in (("inp", ()), ("hid", (depth - 1,))):
+                state[name] = (jnp.zeros(lead + (width,), dtype), jnp.ones(lead + (width,), dtype))
+        return params, state
+
+    def apply(params, state, x, probes=None, train=True, stats=False):
+        def layer(h, p, probe, st, skip):
+            z = h @ p["w"] + p["b"]
+            if probe is not None:
+                z = z + probe
+            z, st = normalize(norm, z, p, st, train, cfg.bn_momentum)
+            a = act.fn(z)
+            out = h + alpha * a if skip else a
+            # saturated unit: slope below sat_level on every example of the batch (a dead
+            # relu, a stuck sigmoid); half of a relu layer is off for any one example
+            s = (a.mean(), jnp.mean(a * a), jnp.mean(jnp.all(jnp.abs(act.deriv(z)) < sat_level, 0))) if stats else ()
+            return out, st, s
+
+        p_hid = p_out = p_in = None
+        if probes is not None:
+            p_in, p_hid, p_out = probes["hid"][0], probes["hid"][1:], probes["out"]
+        h, st_in, s_in = layer(x, params["inp"], p_in, state["inp"], False)
+
+        def body(h, xs):
+            p, probe, st = xs
+            h, st, s = layer(h, p, probe, st, residual)
+            return h, (st, s)
+
+        h, (st_hid, s_hid) = jax.lax.scan(
+            body, h, (params["hid"], p_hid, state["hid"]), unroll=max(1, min(UNROLL, depth - 1))
+        )
+        y = h @ params["out"]["w"] + params["out"]["b"]
+        if p_out is not None:
+            y = y + p_out
+        layer_stats = None
+        if stats:  # [depth] each: activation mean, std, saturated share
+            mean, sq, sat = (jnp.concatenate([a[None], b]) for a, b in zip(s_in, s_hid))
+            layer_stats = (mean, jnp.sqrt(jnp.maximum(sq - mean * mean, 0)), sat)
+        return y, {"inp": st_in, "hid": st_hid}, layer_stats
+
+    return Model(init, apply, depth + 1)

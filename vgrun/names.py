@@ -1,0 +1,14 @@
+"""The valid names of every choice, importable without JAX.
+
+Bad input must be rejected before the ~0.5 s JAX import; `tests/test_config.py`
+checks that these lists equal the keys of the registries that implement them.
+"""
+
+MODELS = ("mlp", "resmlp")
+ACTS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "softplus", "gcu", "linear", "hard_tanh")
+INIT_NAMES = ("standard", "xavier", "xavier_uniform", "he", "lecun", "orthogonal", "normal", "kumar", "yilmaz_poli")
+NORMS = ("none", "batchnorm", "layernorm")
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "rprop")
+SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
+DATA = ("digits", "spirals", "teacher")
+DTYPES = ("float32", "float64")

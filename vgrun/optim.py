@@ -1,0 +1,44 @@
+"""Config -> optax chain: value clipping, global-norm clipping, then the optimizer."""
+
+from __future__ import annotations
+
+import optax
+
+
+def schedule(ocfg, steps: int):
+    lr = ocfg.lr
+    if ocfg.schedule == "cosine":
+        return optax.cosine_decay_schedule(lr, steps)
+    if ocfg.schedule == "exponential":
+        return optax.exponential_decay(lr, transition_steps=steps, decay_rate=ocfg.decay_rate)
+    if ocfg.schedule == "warmup_cosine":
+        return optax.warmup_cosine_decay_schedule(0.0, lr, ocfg.warmup_steps, steps)
+    return lr
+
+
+def _optimizer(ocfg, lr):
+    name = ocfg.name
+    if name == "sgd":
+        return optax.sgd(lr)
+    if name == "momentum":
+        return optax.sgd(lr, momentum=ocfg.momentum)
+    if name == "adam":
+        return optax.adam(lr, b1=ocfg.b1, b2=ocfg.b2, eps=ocfg.eps)
+    if name == "rmsprop":
+        return optax.rmsprop(lr, decay=ocfg.decay, eps=ocfg.eps)
+    if name == "rprop":  # sign-based: lr is the initial step size
+        return optax.rprop(lr, eta_minus=ocfg.eta_minus, eta_plus=ocfg.eta_plus)
+    raise KeyError(name)
+
+
+OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "rprop")
+
+
+def make(ocfg, steps: int) -> optax.GradientTransformation:
+    chain = []
+    if ocfg.clip_value is not None:
+        chain.append(optax.clip(ocfg.clip_value))
+    if ocfg.clip_norm is not None:  # last clip, so the global-norm bound holds exactly
+        chain.append(optax.clip_by_global_norm(ocfg.clip_norm))
+    chain.append(_optimizer(ocfg, schedule(ocfg, steps)))
+    return optax.chain(*chain)

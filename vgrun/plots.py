@@ -1,0 +1,54 @@
+"""gradient_flow.png: how the gradient flows through the layers, and how that changes in training.
+
+Left: |delta_l| (back-propagated gradient) against layer at several steps, log scale.
+Middle: |dL/dW_l| against layer at the same steps (it can stay level while delta vanishes).
+Right: step x layer heatmap of |delta_l| on a log colour scale.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def gradient_flow(path, traces, every: int, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    from vgrun.store import atomic_write
+
+    delta, gw = np.asarray(traces.delta, np.float64), np.asarray(traces.grad_w, np.float64)
+    n_steps, n_layers = delta.shape
+    layers = np.arange(n_layers)
+    picks = sorted(set(np.linspace(0, n_steps - 1, min(6, n_steps)).round().astype(int)))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(picks)))
+    for ax, data, name in ((axes[0], delta, "|delta_l| = |dL/dz_l|"), (axes[1], gw, "|dL/dW_l|")):
+        for c, i in zip(colors, picks):
+            y = np.where(data[i] > 0, data[i], np.nan)  # log axis: zeros (underflow) shown as gaps
+            ax.semilogy(layers, y, "o-", ms=3, color=c, label=f"step {i * every}")
+        ax.set_xlabel("layer (0 = first hidden, last = output)")
+        ax.set_ylabel(name)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    positive = delta[np.isfinite(delta) & (delta > 0)]
+    if positive.size:
+        img = np.where(np.isfinite(delta) & (delta > 0), delta, np.nan)
+        im = axes[2].imshow(
+            img.T,
+            aspect="auto",
+            origin="lower",
+            norm=LogNorm(positive.min(), positive.max()),
+            extent=(0, n_steps * every, -0.5, n_layers - 0.5),
+            interpolation="nearest",
+        )
+        fig.colorbar(im, ax=axes[2], label="|delta_l|")
+    axes[2].set_xlabel("step")
+    axes[2].set_ylabel("layer")
+    fig.suptitle(title)
+    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
