@@ -9,6 +9,7 @@ import pytest
 from vgrun import models
 from vgrun.config import Config, InitConfig
 from vgrun.data import Dataset
+from vgrun.problem import from_data
 from vgrun.train import make_train
 
 jax.config.update("jax_enable_x64", True)
@@ -27,9 +28,8 @@ def tiny_problem(act: str, model: str = "mlp"):
 
 def first_step(cfg, data):
     """The traced step-0 record, and the batch and parameters it was taken at."""
-    prog = make_train(cfg, data)
-    d = {"x": jnp.asarray(data.x_train), "y": jnp.asarray(data.y_train),
-         "x_test": jnp.asarray(data.x_test), "y_test": jnp.asarray(data.y_test)}
+    prog = make_train(cfg, from_data(data, jnp.float64))
+    d = prog.problem.arrays
     carry = prog.init(jax.random.PRNGKey(0))
     idx = jax.random.randint(jax.random.fold_in(carry.key, 0), (cfg.batch_size,), 0, len(data.x_train))
     _, (_, trace) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), d)  # chunk donates its carry

@@ -9,6 +9,7 @@ from vgrun import theory
 from vgrun.config import Config, InitConfig
 from vgrun.data import Dataset
 from vgrun.diagnose import per_layer_factor
+from vgrun.problem import from_data
 from vgrun.train import make_train
 
 
@@ -53,8 +54,8 @@ def test_deep_tanh_net_decays_at_the_predicted_rate():
     x = rng.standard_normal((512, 256)).astype(np.float32)
     y = rng.integers(0, 10, 512).astype(np.int32)
     data = Dataset(x, y, x, y, 10, True)
-    prog = make_train(cfg, data)
-    d = {"x": jnp.asarray(x), "y": jnp.asarray(y), "x_test": jnp.asarray(x), "y_test": jnp.asarray(y)}
+    prog = make_train(cfg, from_data(data, jnp.float32))
+    d = prog.problem.arrays
     _, (_, trace) = prog.chunk(prog.init(jax.random.PRNGKey(0)), d)
     delta = np.asarray(trace.delta[0, : cfg.depth], np.float64)
     measured = per_layer_factor(delta[5:])  # past the input layer's transient

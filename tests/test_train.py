@@ -15,7 +15,7 @@ def small(**kw) -> Config:
 
 
 def run(cfg):
-    return train.run(cfg, datasets.load(cfg.data))
+    return train.run(cfg)
 
 
 def test_same_config_and_seed_give_identical_traces():
@@ -52,7 +52,7 @@ def test_a_diverging_run_stops_and_keeps_what_it_measured():
 
 
 def test_should_stop_interrupts_between_chunks():
-    r = train.run(small(steps=40, chunks=4), datasets.load(DataConfig()), should_stop=lambda: True)
+    r = train.run(small(steps=40, chunks=4), should_stop=lambda: True)
     assert r.status == "interrupted" and len(r.metrics["loss"]) == 10
 
 

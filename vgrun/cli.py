@@ -90,7 +90,6 @@ def run_job(dcfg: DictConfig) -> int:
     t_start = time.perf_counter()
     setup_jax(cfg)
 
-    from vgrun import data as datasets
     from vgrun import store, train
     from vgrun.diagnose import diagnose
     from vgrun.plots import gradient_flow
@@ -98,7 +97,6 @@ def run_job(dcfg: DictConfig) -> int:
 
     summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg)}
     store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
-    data = datasets.load(cfg.data)
     title = f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} opt={cfg.optimizer.name}"
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
@@ -110,9 +108,9 @@ def run_job(dcfg: DictConfig) -> int:
             progress.update(task, description="training", completed=i * prog.chunk_steps,
                             info=f"loss {m['loss'][-1]:.4f}")
 
-        res = train.run(cfg, data, on_chunk=on_chunk, should_stop=stop)
+        res = train.run(cfg, on_chunk=on_chunk, should_stop=stop)
     steps_done = len(res.metrics["loss"])
-    diagnosis = diagnose(cfg, res.metrics, res.traces, res.status, datasets.baseline_loss(data))
+    diagnosis = diagnose(cfg, res.metrics, res.traces, res.status, res.problem.baseline)
     tail = max(1, steps_done // 20)
     summary.update(
         status=res.status,

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from vgrun.names import ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, SCHEDULES
+from vgrun.names import ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RNN_FORMS, SCHEDULES
 
 
 UNKNOWN = object()  # the value of a key that does not exist
@@ -31,8 +31,14 @@ class ConfigError(ValueError):
 
 @dataclass
 class ModelConfig:
-    name: str = "mlp"  # mlp | resmlp
+    name: str = "mlp"  # mlp | resmlp | rnn | lstm | gru | doya
     res_scale: float = 1.0  # resmlp block: h + res_scale * f(h)
+    form: str = "standard"  # rnn: standard h_t = act(W h + U u + b) | pascanu x_t = W act(x) + U u + b
+    rec_init: str = "normal"  # W_rec: normal (std rec_gain/sqrt(H)) | orthogonal | identity
+    rec_gain: float = 1.0
+    rec_radius: Optional[float] = None  # rescale W_rec to this spectral radius
+    rec_sigma_max: Optional[float] = None  # or to this largest singular value
+    forget_bias: float = 1.0  # lstm forget-gate bias (Gers et al. 2000)
 
 
 @dataclass
@@ -83,6 +89,25 @@ class DiagnosisConfig:
     sat_tol: float = 0.1  # a unit is saturated where |phi'(z)| < sat_tol * sup|phi'| on the whole batch
     sat_frac: float = 0.5  # "many saturated units" above this share
     stall_frac: float = 0.9  # "loss stalls": final loss above this share of the initial
+    memory_ratio: float = 1e-3  # recurrent: effective memory = horizon where |dL/dh_t| > this * |dL/dh_T|
+
+
+@dataclass
+class DoyaConfig:
+    """Doya (1993)'s one-neuron network x_{t+1} = (1-eps) x_t + eps sigmoid(w x_t + b) + eps w_in u_t."""
+
+    w: float = 5.0  # self-connection weight (bistable for a range of b when w > 4)
+    eps: float = 0.1  # Euler step of the continuous dynamics
+    w_in: float = 0.0  # input weight w' (u = 0 in the loss landscape)
+    horizon: int = 300  # T, time steps simulated for the loss (eps * T time constants)
+    x0: float = 0.5  # initial state
+    target: float = 0.855  # L(b) = (target - x(T))^2
+    b_min: float = -4.0  # loss landscape and bifurcation diagram over b in [b_min, b_max]
+    b_max: float = -1.0
+    n_b: int = 3001
+    gd_b0: float = -2.0  # gradient descent on b starts here (above the cliff)
+    gd_lr: float = 0.05
+    gd_steps: int = 300
 
 
 @dataclass
@@ -92,8 +117,10 @@ class Config:
     optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
     data: DataConfig = field(default_factory=DataConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
-    depth: int = 10  # hidden layers
+    doya: DoyaConfig = field(default_factory=DoyaConfig)
+    depth: int = 10  # hidden layers (recurrent: stacked recurrent layers)
     width: int = 128  # units per hidden layer
+    seq_len: int = 50  # recurrent tasks: sequence length T
     act: str = "tanh"
     norm: str = "none"  # none | batchnorm | layernorm
     steps: int = 2000
@@ -122,11 +149,13 @@ def validate(cfg: Config) -> Config:
     _choice("act", cfg.act, ACTS)
     _choice("init", cfg.init.name, INIT_NAMES)
     _choice("norm", cfg.norm, NORMS)
+    _choice("model.form", cfg.model.form, RNN_FORMS)
+    _choice("model.rec_init", cfg.model.rec_init, REC_INITS)
     _choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
     _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     _choice("data", cfg.data.name, DATA)
     _choice("dtype", cfg.dtype, DTYPES)
-    for key in ("depth", "width", "steps", "batch_size", "trace_every", "chunks", "threads"):
+    for key in ("depth", "width", "steps", "batch_size", "trace_every", "chunks", "threads", "seq_len"):
         _positive(key, getattr(cfg, key))
     for key in ("lr",):
         _positive(f"optimizer.{key}", getattr(cfg.optimizer, key))

@@ -4,7 +4,9 @@ Bad input must be rejected before the ~0.5 s JAX import; `tests/test_config.py`
 checks that these lists equal the keys of the registries that implement them.
 """
 
-MODELS = ("mlp", "resmlp")
+MODELS = ("mlp", "resmlp", "rnn", "lstm", "gru", "doya")
+RNN_FORMS = ("standard", "pascanu")
+REC_INITS = ("normal", "orthogonal", "identity")
 ACTS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "softplus", "gcu", "linear", "hard_tanh")
 INIT_NAMES = ("standard", "xavier", "xavier_uniform", "he", "lecun", "orthogonal", "normal", "kumar", "yilmaz_poli")
 NORMS = ("none", "batchnorm", "layernorm")

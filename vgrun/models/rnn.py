@@ -1,0 +1,144 @@
+"""Recurrent networks unrolled over time with `lax.scan`: rnn, lstm, gru.
+
+    rnn, form=standard  h_t = phi(W h_{t-1} + U u_t + b)            (Elman)
+    rnn, form=pascanu   x_t = W phi(x_{t-1}) + U u_t + b            (Pascanu et al. 2013, eq. 1;
+                        the state is x_t, the layer's output phi(x_t))
+    lstm                gates i, f, o (sigmoid), candidate g (tanh); c_t = f c_{t-1} + i g,
+                        h_t = o tanh(c_t); forget-gate bias `forget_bias` (Gers et al. 2000)
+    gru                 Cho et al. 2014: h_t = (1 - z) h_{t-1} + z tanh(U u_t + r * (W h_{t-1}) + b)
+
+`depth` stacks layers (layer l reads layer l-1's outputs). The input projection
+U u_t + b of a whole sequence is one matmul outside the time scan; only the recurrent
+matmul is inside it. `probes` [depth, T, B, H] are zeros added to every state h_t (x_t
+for pascanu), so their gradient is dL/dh_t through time (BPTT), taken without hooks.
+The output is the readout of the last `n_out_steps` steps of the top layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrun.activations import ACTIVATIONS
+from vgrun.inits import init_bias, init_weight
+
+GATES = {"rnn": 1, "lstm": 4, "gru": 3}
+
+
+class RecModel(NamedTuple):
+    init: object  # key -> (params, state)
+    apply: object  # (params, state, x [B, T, n_in], probes | None, train, stats) -> (y, state, None)
+    hidden: object  # (params, x, probes) -> top layer states [T, B, H]
+    probes: object  # batch -> zero probes [depth, T, B, H]
+    kind: str
+
+
+def spectral_radius(w: jax.Array) -> jax.Array:
+    """max |eigenvalue| of a square matrix (or a stack [..., H, H]).
+
+    JAX's eig runs on the CPU only, so it is a host callback: correct on any device.
+    """
+    def host(a):
+        a = np.asarray(a, np.float64)
+        return np.abs(np.linalg.eigvals(a)).max(-1).astype(w.dtype)
+
+    return jax.pure_callback(host, jax.ShapeDtypeStruct(w.shape[:-2], w.dtype), w, vmap_method="expand_dims")
+
+
+def sigma_max(w: jax.Array) -> jax.Array:
+    """Largest singular value (spectral norm) of [..., H, H]."""
+    return jnp.linalg.svd(w, compute_uv=False)[..., 0]
+
+
+def init_recurrent(key, mcfg, depth: int, h: int, dtype) -> jax.Array:
+    """W_rec [depth, H, H]: normal (std rec_gain / sqrt(H)), orthogonal (times rec_gain) or
+    identity (IRNN, Le et al. 2015), then optionally rescaled to a spectral radius
+    (`rec_radius`) or a largest singular value (`rec_sigma_max`)."""
+    if mcfg.rec_init == "identity":
+        w = jnp.broadcast_to(mcfg.rec_gain * jnp.eye(h, dtype=dtype), (depth, h, h))
+    elif mcfg.rec_init == "orthogonal":
+        a = jax.random.normal(key, (depth, h, h), dtype)
+        q, r = jnp.linalg.qr(a)
+        w = mcfg.rec_gain * q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
+    else:
+        w = mcfg.rec_gain / math.sqrt(h) * jax.random.normal(key, (depth, h, h), dtype)
+    if mcfg.rec_radius is not None:
+        w = w * (mcfg.rec_radius / spectral_radius(w))[:, None, None]
+    elif mcfg.rec_sigma_max is not None:
+        w = w * (mcfg.rec_sigma_max / sigma_max(w))[:, None, None]
+    return w
+
+
+def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
+    kind, depth, h, mcfg = cfg.model.name, cfg.depth, cfg.width, cfg.model
+    g = GATES[kind]
+    phi = ACTIVATIONS[cfg.act].fn
+
+    def init(key):
+        k = jax.random.split(key, 6)
+        w_rec = init_recurrent(k[0], mcfg, depth, h, dtype)
+        if g > 1:  # gated cells: every gate's recurrent block gets the recurrent init
+            w_rec = jnp.concatenate(
+                [w_rec] + [init_recurrent(kk, mcfg, depth, h, dtype) for kk in jax.random.split(k[1], g - 1)], -1
+            )
+        b = init_bias(k[2], cfg.init, (depth, g * h), dtype)
+        if kind == "lstm":  # gate order i, f, g, o
+            b = b.at[:, h : 2 * h].add(mcfg.forget_bias)
+        params = {
+            "inp": {"w": init_weight(k[3], cfg.init, (n_in, g * h), dtype)},
+            "hid": {"w": init_weight(k[4], cfg.init, (max(depth - 1, 1), h, g * h), dtype)[: depth - 1]},
+            "rec": {"w": w_rec, "b": b},
+            "out": {"w": init_weight(k[5], cfg.init, (h, n_out), dtype), "b": jnp.zeros((n_out,), dtype)},
+        }
+        return params, {}
+
+    def cell(w, carry, a, p):
+        """One time step: carry (state), a = U u_t + b [B, gH], p probe [B, H] -> (carry, output)."""
+        if kind == "rnn" and mcfg.form == "pascanu":
+            x = jnp.dot(phi(carry), w) + a + p
+            return x, phi(x)
+        if kind == "rnn":
+            hh = phi(jnp.dot(carry, w) + a) + p
+            return hh, hh
+        if kind == "gru":
+            hh = carry
+            rec = jnp.dot(hh, w)
+            z = jax.nn.sigmoid(a[:, :h] + rec[:, :h])
+            r = jax.nn.sigmoid(a[:, h : 2 * h] + rec[:, h : 2 * h])
+            cand = jnp.tanh(a[:, 2 * h :] + r * rec[:, 2 * h :])
+            hh = (1 - z) * hh + z * cand + p
+            return hh, hh
+        hh, c = carry  # lstm
+        zz = jnp.dot(hh, w) + a
+        i, f, gg, o = (zz[:, k * h : (k + 1) * h] for k in range(4))
+        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(gg)
+        hh = jax.nn.sigmoid(o) * jnp.tanh(c) + p
+        return (hh, c), hh
+
+    def hidden(params, x, probes):
+        seq = jnp.swapaxes(x, 0, 1)  # [T, B, n_in]
+        batch = seq.shape[1]
+        for l in range(depth):
+            w_in = params["inp"]["w"] if l == 0 else params["hid"]["w"][l - 1]
+            a = jnp.dot(seq, w_in) + params["rec"]["b"][l]  # [T, B, gH]: one matmul for all steps
+            p = jnp.zeros(seq.shape[:2] + (h,), dtype) if probes is None else probes[l]
+            zero = jnp.zeros((batch, h), dtype)
+            carry0 = (zero, zero) if kind == "lstm" else zero
+            w = params["rec"]["w"][l]
+            _, seq = jax.lax.scan(lambda c, ap: cell(w, c, *ap), carry0, (a, p))
+        return seq  # [T, B, H]
+
+    def apply(params, state, x, probes=None, train=True, stats=False):
+        top = hidden(params, x, probes)[-n_out_steps:]  # [n_out_steps, B, H]
+        y = jnp.dot(top, params["out"]["w"]) + params["out"]["b"]
+        y = jnp.swapaxes(y, 0, 1)  # [B, n_out_steps, n_out]
+        return (y[:, 0] if n_out_steps == 1 else y), state, None
+
+    def probes(batch_size, seq_len):
+        return jnp.zeros((depth, seq_len, batch_size, h), dtype)
+
+    return RecModel(init, apply, hidden, probes, kind)
