@@ -6,9 +6,9 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vgrun import data, models, optim
+from vgrun import data, models, optim, tasks
 from vgrun.config import Config, ConfigError, register, validate
-from vgrun.names import DATA, MODELS, OPTIMIZERS
+from vgrun.names import DATA, MODELS, OPTIMIZERS, RECURRENT, TASKS
 from vgrun.overrides import check, group_options
 
 CONF = str(Path(__file__).parents[1] / "vgrun" / "conf")
@@ -24,14 +24,27 @@ def compose_config(overrides=()) -> Config:
 def test_registries_match_names():
     assert tuple(models.MODELS) == MODELS
     assert tuple(optim.OPTIMIZERS) == OPTIMIZERS
-    assert tuple(data.DATASETS) == DATA
+    assert tuple(data.DATASETS) + tuple(tasks.TASKS) == DATA
 
 
 @pytest.mark.parametrize("group", ["model", "init", "optimizer", "data"])
 def test_every_group_option_composes_and_validates(group):
     for option in group_options(group):
-        cfg = compose_config([f"{group}={option}"])
+        pair = []  # recurrent models train on sequence tasks, feed-forward ones on datasets
+        if group == "model" and option in RECURRENT:
+            pair = ["data=adding"]
+        if group == "data" and option in TASKS:
+            pair = ["model=rnn"]
+        cfg = compose_config([f"{group}={option}", *pair])
         assert getattr(cfg, group).name == option
+
+
+def test_recurrent_models_need_sequence_tasks():
+    with pytest.raises(ConfigError, match="sequence task"):
+        compose_config(["model=rnn"])
+    with pytest.raises(ConfigError, match="recurrent model"):
+        compose_config(["data=adding"])
+    assert compose_config(["model=lstm", "data=adding"]).depth == 1  # the model group sets depth
 
 
 def test_defaults():

@@ -15,13 +15,13 @@ W = 5.0
 
 @pytest.fixture(scope="module")
 def default():
-    return doya.analyze(DoyaConfig())
+    return doya.analyze(DoyaConfig(gd_lr=0.05, gd_steps=300))  # a gentle descent
 
 
 @pytest.fixture(scope="module")
 def wall():
     # target 0.85 sits on the upper branch at b = ln(0.85/0.15) - 4.25 = -2.515, beyond the cliff: GD runs into it
-    return doya.analyze(DoyaConfig(target=0.85, gd_lr=0.5))
+    return doya.analyze(DoyaConfig(target=0.85, gd_lr=0.5, gd_steps=300))
 
 
 def _sigmoid(z):
@@ -99,6 +99,11 @@ def test_gradient_descent_hits_the_wall(wall):
     assert g["loss_before"] < 1e-3 and g["loss_after"] > 0.4
     after = np.abs(wall["arrays"]["gd_grad"][g["step"] + 1:])
     assert after.max() > doya.WALL_FACTOR * abs(g["grad0"])  # the gradient spikes at the cliff
+
+
+def test_the_shipped_defaults_hit_the_wall():
+    g = doya.analyze(DoyaConfig())["gd"]  # target 0.855, lr 5, 50 steps
+    assert g["hit"] and abs(g["grad"]) > doya.WALL_FACTOR * abs(g["grad0"])
 
 
 def test_gentle_descent_stays_above_the_cliff(default):

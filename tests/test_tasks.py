@@ -1,3 +1,4 @@
+import functools
 import math
 
 import jax
@@ -40,8 +41,9 @@ def test_shapes_dtypes_and_kind(name):
     if y.dtype == jnp.int32:
         y = np.asarray(y)  # (NumPy: an eager jnp reduction would compile a program of its own)
         assert 0 <= y.min() and y.max() < task.n_out
-    # the dtype argument reaches the inputs (and regression targets), labels stay int32
-    x16, y16 = task.sample(KEY, B, T, dtype=jnp.bfloat16)
+    # the dtype argument reaches the inputs (and regression targets), labels stay int32;
+    # eval_shape traces without compiling
+    x16, y16 = jax.eval_shape(functools.partial(task.sample, batch=B, seq_len=T, dtype=jnp.bfloat16), KEY)
     assert x16.dtype == jnp.bfloat16
     assert y16.dtype == (jnp.bfloat16 if task.kind == "regress_last" else jnp.int32)
 

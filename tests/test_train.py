@@ -5,7 +5,7 @@ import pytest
 from vgrun import data as datasets
 from vgrun import train
 from vgrun.config import Config, DataConfig, InitConfig, ModelConfig, OptimizerConfig
-from vgrun.names import DATA, NORMS, OPTIMIZERS, SCHEDULES
+from vgrun.names import DATASETS, NORMS, OPTIMIZERS, SCHEDULES
 
 
 def small(**kw) -> Config:
@@ -77,7 +77,7 @@ def test_schedules_run(schedule):
     assert run(small(optimizer=OptimizerConfig(schedule=schedule, warmup_steps=5))).status == "completed"
 
 
-@pytest.mark.parametrize("name", DATA)
+@pytest.mark.parametrize("name", DATASETS)
 def test_datasets_have_a_held_out_split(name):
     d = datasets.load(DataConfig(name=name))
     assert len(d.x_test) > 0 and len(d.x_train) > 2 * len(d.x_test)

@@ -89,15 +89,19 @@ def run_job(dcfg: DictConfig) -> int:
     stop = StopFlag()
     t_start = time.perf_counter()
     setup_jax(cfg)
+    if cfg.model.name == "doya":
+        return run_doya(cfg, run_dir, t_start)
 
-    from vgrun import store, train
-    from vgrun.diagnose import diagnose
-    from vgrun.plots import gradient_flow
+    from vgrun import store, temporal, train
+    from vgrun.diagnose import clipping, diagnose
+    from vgrun.plots import gradient_flow, gradient_through_time
     from vgrun.report import print_run
 
     summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg)}
     store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
     title = f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} opt={cfg.optimizer.name}"
+    if train.is_recurrent(cfg):
+        title = f"{cfg.model.name} width={cfg.width} act={cfg.act} data={cfg.data.name} seq_len={cfg.seq_len}"
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
         TimeElapsedColumn(), console=console, transient=False,
@@ -110,7 +114,13 @@ def run_job(dcfg: DictConfig) -> int:
 
         res = train.run(cfg, on_chunk=on_chunk, should_stop=stop)
     steps_done = len(res.metrics["loss"])
-    diagnosis = diagnose(cfg, res.metrics, res.traces, res.status, res.problem.baseline)
+    recurrent = train.is_recurrent(cfg)
+    if recurrent:
+        diagnosis = temporal.diagnose(cfg, res.traces, res.status)
+    else:
+        diagnosis = diagnose(cfg, res.metrics, res.traces, res.status, res.problem.baseline)
+    diagnosis["clipping"] = clipping(cfg, res.metrics)
+    diagnosis["baseline_loss"] = res.problem.baseline
     tail = max(1, steps_done // 20)
     summary.update(
         status=res.status,
@@ -123,8 +133,9 @@ def run_job(dcfg: DictConfig) -> int:
         },
         diagnosis=diagnosis,
     )
-    store.write_tables(run_dir, cfg, res.metrics, res.traces)
-    gradient_flow(run_dir / "gradient_flow.png", res.traces, cfg.trace_every, title)
+    store.write_tables(run_dir, cfg, res.metrics, res.traces, recurrent)
+    (gradient_through_time if recurrent else gradient_flow)(run_dir / "gradient_flow.png", res.traces,
+                                                            cfg.trace_every, title)
     summary["timing"] = {
         "wall_s": time.perf_counter() - t_start,
         "compile_s": res.compile_s,
@@ -132,10 +143,27 @@ def run_job(dcfg: DictConfig) -> int:
         "steps_per_s": steps_done / res.train_s if res.train_s > 0 else None,
     }
     store.write_summary(run_dir, summary)
-    print_run(console, cfg, summary, res.traces, run_dir)
+    print_run(console, cfg, summary, res.traces, run_dir, recurrent)
     if res.status == "interrupted":
         err.print(f"interrupted after {steps_done} steps: partial run written to {run_dir}")
         sys.exit(EXIT_INTERRUPTED)
+    return 0
+
+
+def run_doya(cfg: Config, run_dir: Path, t_start: float) -> int:
+    """model=doya: the one-neuron analysis instead of training."""
+    from rich.panel import Panel
+
+    from vgrun import doya, store
+
+    summary = {"status": "running", "config": store.config_dict(cfg)}
+    store.write_summary(run_dir, summary)
+    with console.status("Doya's one-neuron network: bifurcations, loss landscape, gradient descent"):
+        result = doya.run(cfg.doya, run_dir)
+    summary.update(status="completed", doya=result, timing={"wall_s": time.perf_counter() - t_start})
+    store.write_summary(run_dir, summary)
+    console.print(Panel("\n".join(doya.summary_lines(result)), title=f"doya w={cfg.doya.w}", title_align="left"))
+    console.print(f"files: [bold]{run_dir}[/] (summary.json, doya.png)")
     return 0
 
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Optional
 
-from vgrun.names import ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RNN_FORMS, SCHEDULES
+from vgrun.names import (ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RECURRENT, RNN_FORMS,
+                         SCHEDULES, TASKS)
 
 
 UNKNOWN = object()  # the value of a key that does not exist
@@ -106,8 +107,8 @@ class DoyaConfig:
     b_max: float = -1.0
     n_b: int = 3001
     gd_b0: float = -2.0  # gradient descent on b starts here (above the cliff)
-    gd_lr: float = 0.05
-    gd_steps: int = 300
+    gd_lr: float = 5.0  # large enough to reach the cliff within gd_steps (0.05 creeps: |dL/db| ~ 0.014 at b0)
+    gd_steps: int = 50
 
 
 @dataclass
@@ -169,6 +170,22 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("init.sigma_b", cfg.init.sigma_b, "a number >= 0")
     if not 0 < cfg.data.test_frac < 1:
         raise ConfigError("data.test_frac", cfg.data.test_frac, "a number in (0, 1)")
+    recurrent, sequential = cfg.model.name in RECURRENT, cfg.data.name in TASKS
+    if recurrent and not sequential:
+        raise ConfigError("data", cfg.data.name, f"a sequence task for model={cfg.model.name}: " + ", ".join(TASKS))
+    if sequential and not recurrent:
+        raise ConfigError("model", cfg.model.name, f"a recurrent model for data={cfg.data.name}: " + ", ".join(RECURRENT))
+    d = cfg.doya
+    if not 0 < d.eps <= 1:  # above 1 the map's slope can turn negative: the stability rule no longer holds
+        raise ConfigError("doya.eps", d.eps, "a number in (0, 1]")
+    if not 0 < d.x0 < 1:
+        raise ConfigError("doya.x0", d.x0, "a number in (0, 1)")
+    if not d.b_min < d.b_max:
+        raise ConfigError("doya.b_max", d.b_max, f"a number > doya.b_min={d.b_min}")
+    for key in ("horizon", "gd_steps", "gd_lr"):
+        _positive(f"doya.{key}", getattr(d, key))
+    if d.n_b < 2:
+        raise ConfigError("doya.n_b", d.n_b, "an integer >= 2")
     if cfg.steps % cfg.trace_every:
         raise ConfigError("trace_every", cfg.trace_every, f"a divisor of steps={cfg.steps}")
     return cfg

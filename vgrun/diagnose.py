@@ -128,3 +128,17 @@ def explain(d: dict) -> str:
         "healthy": f"within [{th['vanish_ratio']:.0e}, {th['explode_ratio']:.0e}]",
     }[d["verdict"]]
     return f"|delta_first| / |delta_last| = {rs} (median over traced steps), {why}"
+
+
+def clipping(cfg, metrics: dict) -> dict | None:
+    """How often global-norm clipping fired, and the norm before clipping (every step)."""
+    threshold = cfg.optimizer.clip_norm
+    if threshold is None:
+        return None
+    norm = np.asarray(metrics["grad_norm"], np.float64)
+    return {
+        "threshold": threshold,
+        "fired_share": float(np.mean(norm > threshold)),
+        "median_norm": _finite(np.nanmedian(norm)),
+        "max_norm": _finite(np.nanmax(norm)),
+    }

@@ -61,7 +61,7 @@ def plot(results: dict, path) -> None:
     _bifurcation(axes[0], results, d.w, b_lim)
     axes[0].axhline(d.x0, color="tab:green", lw=0.8, label=f"x(0) = {d.x0:g}")
     _mark_cliff(axes[0], cliff)
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes[0].legend(fontsize=7, loc="center right")
 
     ax, ax2 = axes[1], axes[1].twinx()
     ax.plot(arr["b"], arr["loss"], color="k", label="L(b)")

@@ -5,6 +5,7 @@ checks that these lists equal the keys of the registries that implement them.
 """
 
 MODELS = ("mlp", "resmlp", "rnn", "lstm", "gru", "doya")
+RECURRENT = ("rnn", "lstm", "gru")
 RNN_FORMS = ("standard", "pascanu")
 REC_INITS = ("normal", "orthogonal", "identity")
 ACTS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "softplus", "gcu", "linear", "hard_tanh")
@@ -12,5 +13,7 @@ INIT_NAMES = ("standard", "xavier", "xavier_uniform", "he", "lecun", "orthogonal
 NORMS = ("none", "batchnorm", "layernorm")
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "rprop")
 SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
-DATA = ("digits", "spirals", "teacher")
+DATASETS = ("digits", "spirals", "teacher")
+TASKS = ("adding", "adding_hs97", "temporal_order", "copy")  # sequence tasks, for recurrent models
+DATA = DATASETS + TASKS
 DTYPES = ("float32", "float64")

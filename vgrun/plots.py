@@ -52,3 +52,39 @@ def gradient_flow(path, traces, every: int, title: str) -> None:
     fig.suptitle(title)
     atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
+
+
+def gradient_through_time(path, traces, every: int, title: str) -> None:
+    """Recurrent runs: |dL/dh_t| and the Jacobian-product estimate against time step
+    (top layer, several training steps), and a step x time heatmap of |dL/dh_t|."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    from vgrun.store import atomic_write
+
+    delta = np.asarray(traces.delta, np.float64)[:, -1]  # [S, T] top layer
+    jac = np.asarray(traces.jacobian, np.float64)[:, -1]
+    n_steps, n_t = delta.shape
+    picks = sorted(set(np.linspace(0, n_steps - 1, min(6, n_steps)).round().astype(int)))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(picks)))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
+    for ax, data, name in ((axes[0], delta, "|dL/dh_t|"), (axes[1], jac, "|v^T dh_T/dh_t| (Jacobian product)")):
+        for c, i in zip(colors, picks):
+            ax.semilogy(np.arange(n_t), np.where(data[i] > 0, data[i], np.nan), "-", color=c, label=f"step {i * every}")
+        ax.set_xlabel("time step t (loss at the end)")
+        ax.set_ylabel(name)
+        ax.grid(True, which="both", alpha=0.3)
+    axes[0].legend(fontsize=8)
+    ok = np.isfinite(delta) & (delta > 0)
+    if ok.any():
+        im = axes[2].imshow(np.where(ok, delta, np.nan).T, aspect="auto", origin="lower", interpolation="nearest",
+                            norm=LogNorm(delta[ok].min(), delta[ok].max()), extent=(0, n_steps * every, -0.5, n_t - 0.5))
+        fig.colorbar(im, ax=axes[2], label="|dL/dh_t|")
+    axes[2].set_xlabel("training step")
+    axes[2].set_ylabel("time step t")
+    fig.suptitle(title)
+    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)

@@ -27,7 +27,7 @@ class Problem(NamedTuple):
     sample: Callable  # (key, arrays, batch) -> (x, y)
     loss_and_acc: Callable  # (y_pred, y) -> (loss, accuracy; NaN for regression)
     baseline: float  # loss of the best constant (or memoryless) answer
-    sequential: bool
+    seq_steps: int  # time steps of an input sequence (0 for feed-forward data)
 
 
 def _loss_fn(classify: bool, dtype):
@@ -58,22 +58,25 @@ def from_data(data: datasets.Dataset, dtype) -> Problem:
         return a["x"][idx], a["y"][idx]
 
     return Problem(data.x_train.shape[1], data.n_out, 1, arrays, sample, _loss_fn(data.classify, dtype),
-                   datasets.baseline_loss(data), False)
+                   datasets.baseline_loss(data), 0)
 
 
 def from_task(cfg, dtype) -> Problem:
     from vgrun import tasks
 
-    task = tasks.make(cfg.data)
-    x_test, y_test = jax.jit(lambda k: task.sample(k, N_TEST_SEQUENCES, cfg.seq_len))(jax.random.PRNGKey(TEST_KEY))
-    arrays = {"x_test": x_test.astype(dtype), "y_test": y_test if task.classify else y_test.astype(dtype)}
+    task = tasks.TASKS[cfg.data.name]
+    classify = task.kind.startswith("classify")
+    start, stop = task.loss_steps(cfg.seq_len)
+    x_test, y_test = task.sample(jax.random.PRNGKey(TEST_KEY), N_TEST_SEQUENCES, cfg.seq_len, dtype)
+    arrays = {"x_test": x_test, "y_test": y_test if classify else y_test.astype(dtype)}
 
     def sample(key, a, batch):
-        x, y = task.sample(key, batch, cfg.seq_len)
-        return x.astype(dtype), (y if task.classify else y.astype(dtype))
+        x, y = task.sample(key, batch, cfg.seq_len, dtype)
+        return x, (y if classify else y.astype(dtype))
 
-    return Problem(task.n_in, task.n_out, task.n_out_steps(cfg.seq_len), arrays, sample,
-                   _loss_fn(task.classify, dtype), task.baseline(cfg.seq_len), True)
+    n_out_steps = stop - start if task.kind == "classify_seq" else 1
+    return Problem(task.n_in, task.n_out, n_out_steps, arrays, sample, _loss_fn(classify, dtype),
+                   task.baseline(cfg.seq_len), task.length(cfg.seq_len))
 
 
 def make(cfg, dtype) -> Problem:

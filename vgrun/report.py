@@ -75,14 +75,18 @@ def verdict_panel(summary: dict) -> Panel:
         + (f"[red]yes[/] (min |W| end/start {s['min_weight_norm_change']:.2f})" if s["weights_collapsing"]
            else f"no (min |W| end/start {_e(s['min_weight_norm_change'])})")
     )
+    clip = d.get("clipping")
+    if clip:
+        lines.append(f"clipping at {clip['threshold']:.3g}: fired on {100 * clip['fired_share']:.1f}% of steps; "
+                     f"pre-clip norm median {_e(clip['median_norm'])}, max {_e(clip['max_norm'])}")
     bad = {k: n for k, n in d["nonfinite"].items() if n}
     if bad:
         lines.append("[magenta]non-finite values kept[/]: " + ", ".join(f"{k}={n}" for k, n in bad.items()))
     return Panel("\n".join(lines), title="diagnosis", title_align="left")
 
 
-def print_run(console: Console, cfg, summary: dict, traces, run_dir) -> None:
-    console.print(layer_table(cfg, traces))
+def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: bool = False) -> None:
+    console.print(time_table(cfg, traces) if recurrent else layer_table(cfg, traces))
     f = summary["final"]
     t = summary["timing"]
     console.print(
@@ -91,9 +95,48 @@ def print_run(console: Console, cfg, summary: dict, traces, run_dir) -> None:
         f"[dim]({summary['steps_done']}/{summary['steps']} steps, status {summary['status']}; "
         f"compile {t['compile_s']:.2f} s, {t['steps_per_s']:.0f} steps/s)[/]"
     )
-    console.print(verdict_panel(summary))
-    console.print(f"files: [bold]{run_dir}[/] (summary.json, traces.parquet, steps.parquet, gradient_flow.png)")
+    console.print(time_panel(summary) if recurrent else verdict_panel(summary))
+    files = "summary.json, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent else \
+        "summary.json, traces.parquet, steps.parquet, gradient_flow.png"
+    console.print(f"files: [bold]{run_dir}[/] ({files})")
 
 
 def _fmt_acc(x) -> str:
     return "n/a" if x is None or not np.isfinite(x) else f"{100 * x:.1f}%"
+
+
+def time_table(cfg, traces) -> Table:
+    """Recurrent runs: |dL/dh_t| at a few horizons, top layer, step 0 and the end."""
+    t_len, last = np.shape(traces.delta)[-1], len(traces.delta) - 1
+    table = Table(title=f"Gradient through time (top layer), step 0 (start) and step {last * cfg.trace_every} (end)",
+                  caption="|δ_t| = |dL/dh_t| (RMS over the batch); |J| = |v^T dh_T/dh_t| for a random unit v",
+                  title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("time step t", "horizon", "|δ_t| start", "|δ_t| end", "|J| start", "|J| end"):
+        table.add_column(col, justify="left" if col == "time step t" else "right", no_wrap=True)
+    for t in sorted({0, t_len // 4, t_len // 2, 3 * t_len // 4, t_len - 1}):
+        table.add_row(str(t), str(t_len - 1 - t), _e(traces.delta[0, -1, t]), _e(traces.delta[last, -1, t]),
+                      _e(traces.jacobian[0, -1, t]), _e(traces.jacobian[last, -1, t]))
+    return table
+
+
+def time_panel(summary: dict) -> Panel:
+    d = summary["diagnosis"]
+    v = d["verdict"]
+    lines = [f"[{COLORS[v]}]{v.upper()}[/] through time: |δ_0| / |δ_T-1| = {_e(d['ratio_first_last'])} "
+             f"(median over traced steps; thresholds {d['thresholds']['vanish_ratio']:.0e}, "
+             f"{d['thresholds']['explode_ratio']:.0e})"]
+    lines.append(f"per-step factor |δ_t| / |δ_t+1| at step 0: {_e(d['per_step_factor_init'])}"
+                 + (f" (an e-fold every {d['e_fold_steps_init']:.3g} steps)" if d["e_fold_steps_init"] else ""))
+    lines.append(f"effective memory (|δ_t| > {d['memory_ratio']:.0e} |δ_T-1|): {d['effective_memory_init']} steps at "
+                 f"the start, {d['effective_memory_final']} at the end")
+    lines.append("W_rec: spectral radius " + ", ".join(_e(x) for x in d["rho_init"]) + " -> "
+                 + ", ".join(_e(x) for x in d["rho_final"]) + "; largest singular value "
+                 + ", ".join(_e(x) for x in d["sigma_max_init"]) + " -> " + ", ".join(_e(x) for x in d["sigma_max_final"]))
+    clip = d.get("clipping")
+    if clip:
+        lines.append(f"clipping at {clip['threshold']:.3g}: fired on {100 * clip['fired_share']:.1f}% of steps; "
+                     f"pre-clip norm median {_e(clip['median_norm'])}, max {_e(clip['max_norm'])}")
+    bad = {k: n for k, n in d["nonfinite"].items() if n}
+    if bad:
+        lines.append("[magenta]non-finite values kept[/]: " + ", ".join(f"{k}={n}" for k, n in bad.items()))
+    return Panel("\n".join(lines), title="diagnosis", title_align="left")

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-CONFIG_COLUMNS = ("model", "depth", "width", "act", "init", "norm", "optimizer", "lr", "data", "dtype", "seed", "batch_size")
+CONFIG_COLUMNS = ("model", "depth", "width", "act", "init", "norm", "optimizer", "lr", "data", "dtype", "seed",
+                  "batch_size", "seq_len", "clip_norm")
 
 
 def config_columns(cfg) -> dict:
@@ -40,6 +41,8 @@ def config_columns(cfg) -> dict:
         "dtype": cfg.dtype,
         "seed": cfg.seed,
         "batch_size": cfg.batch_size,
+        "seq_len": cfg.seq_len,
+        "clip_norm": cfg.optimizer.clip_norm,
     }
 
 
@@ -102,9 +105,19 @@ def steps_frame(cfg, metrics: dict):
     return frame
 
 
-def write_tables(run_dir, cfg, metrics: dict, traces) -> None:
+def write_tables(run_dir, cfg, metrics: dict, traces, recurrent: bool = False) -> None:
+    """traces.parquet (feed-forward: step x layer; recurrent: step x layer x time step),
+    layers.parquet (recurrent: step x layer weight statistics), steps.parquet."""
     run_dir = Path(run_dir)
-    for name, frame in (("traces", traces_frame(cfg, traces, cfg.trace_every)), ("steps", steps_frame(cfg, metrics))):
+    if recurrent:
+        from vgrun.temporal import frames
+
+        time, layers = frames(cfg, traces, cfg.trace_every, config_columns(cfg))
+        tables = {"traces": time, "layers": layers}
+    else:
+        tables = {"traces": traces_frame(cfg, traces, cfg.trace_every)}
+    tables["steps"] = steps_frame(cfg, metrics)
+    for name, frame in tables.items():
         atomic_write(run_dir / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
 
 

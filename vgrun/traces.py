@@ -39,7 +39,7 @@ def safe_norm(x: jax.Array, axis=None) -> jax.Array:
     squares at three power-of-two scales) measured slower on CPU, where XLA does not
     fuse sibling reductions. Non-finite entries give a non-finite norm (inf or NaN).
     """
-    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True)
+    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True, initial=0)  # initial: empty arrays have norm 0
     scale = jnp.where((m > 0) & jnp.isfinite(m), m, 1)
     n = scale * jnp.sqrt(jnp.sum(jnp.square(x / scale), axis=axis, keepdims=True))
     n = jnp.where(jnp.isinf(m), m, n)  # an inf entry: the norm is inf

@@ -21,11 +21,11 @@ import optax
 
 from vgrun import models, optim, temporal
 from vgrun.models import rnn
+from vgrun.names import RECURRENT
 from vgrun.problem import Problem
 from vgrun.problem import make as make_problem
 from vgrun.traces import Trace, global_norm, trace_global_norm, trace_step
 
-RECURRENT = ("rnn", "lstm", "gru")
 
 
 class Carry(NamedTuple):
@@ -75,7 +75,7 @@ def make_train(cfg, problem: Problem | None = None) -> Program:
 
     def probes():
         if recurrent:
-            return model.probes(batch, cfg.seq_len)
+            return model.probes(batch, problem.seq_steps)
         return {"hid": jnp.zeros((cfg.depth, batch, cfg.width), dtype), "out": jnp.zeros((batch, problem.n_out), dtype)}
 
     def init(key):

@@ -1,0 +1,97 @@
+"""Recurrent networks: BPTT traces against finite differences, W_rec initialization, clipping."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vgrun import temporal, train
+from vgrun.config import Config, DataConfig, ModelConfig, OptimizerConfig
+from vgrun.models import rnn
+
+jax.config.update("jax_enable_x64", True)
+EPS = 1e-6
+
+
+def tiny(kind="rnn", form="standard", act="tanh", depth=1, **model):
+    return Config(depth=depth, width=4, act=act, seq_len=6, batch_size=3, steps=1, chunks=1, dtype="float64",
+                  model=ModelConfig(name=kind, form=form, rec_gain=1.3, **model), data=DataConfig(name="adding"))
+
+
+@pytest.mark.parametrize("kind,form,depth", [("rnn", "standard", 1), ("rnn", "pascanu", 2), ("lstm", "standard", 1),
+                                             ("gru", "standard", 1)])
+def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
+    cfg = tiny(kind, form, depth=depth)
+    prog = train.make_train(cfg)
+    a = prog.problem.arrays
+    carry = prog.init(jax.random.PRNGKey(0))
+    x, y = prog.problem.sample(jax.random.fold_in(carry.key, 0), a, cfg.batch_size)
+    _, (_, trace) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), a)
+    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
+    per_example = jax.jit(lambda p: ((net.apply(carry.params, {}, x, p)[0] - y) ** 2).sum(-1))  # L_i  [B]
+    zero = net.probes(cfg.batch_size, prog.problem.seq_steps)  # [D, T, B, H]
+    d, t_len, b, h = zero.shape
+    sq = np.zeros((d, t_len))
+    for l in range(d):
+        for t in range(t_len):
+            for i in range(b):
+                for j in range(h):
+                    e = zero.at[l, t, i, j].set(EPS)
+                    sq[l, t] += float((per_example(e)[i] - per_example(-e)[i]) / (2 * EPS)) ** 2
+    np.testing.assert_allclose(np.asarray(trace.delta[0]), np.sqrt(sq / b), rtol=1e-6)
+
+
+def test_jacobian_trace_of_a_linear_rnn_is_v_times_a_matrix_power():
+    cfg = tiny(act="linear", rec_init="orthogonal")
+    cfg.model.rec_gain = 0.9  # W = 0.9 Q: |v^T W^k| = 0.9^k exactly for a unit v
+    prog = train.make_train(cfg)
+    _, (_, trace) = prog.chunk(prog.init(jax.random.PRNGKey(1)), prog.problem.arrays)
+    k = np.arange(cfg.seq_len)[::-1]  # horizon of time step t
+    np.testing.assert_allclose(np.asarray(trace.jacobian[0, 0]), 0.9**k, rtol=1e-10)
+
+
+@pytest.mark.parametrize("target", ["rec_radius", "rec_sigma_max"])
+def test_recurrent_init_hits_its_spectral_target(target):
+    mcfg = ModelConfig(name="rnn", **{target: 0.7})
+    w = np.asarray(rnn.init_recurrent(jax.random.PRNGKey(2), mcfg, 2, 64, jnp.float64))
+    for layer in w:
+        measured = np.abs(np.linalg.eigvals(layer)).max() if target == "rec_radius" else np.linalg.norm(layer, 2)
+        assert measured == pytest.approx(0.7, rel=1e-9)
+
+
+def test_identity_and_orthogonal_inits():
+    w = rnn.init_recurrent(jax.random.PRNGKey(3), ModelConfig(rec_init="identity"), 1, 8, jnp.float64)
+    np.testing.assert_array_equal(w[0], np.eye(8))
+    q = np.asarray(rnn.init_recurrent(jax.random.PRNGKey(3), ModelConfig(rec_init="orthogonal"), 1, 8, jnp.float64))[0]
+    np.testing.assert_allclose(q.T @ q, np.eye(8), atol=1e-12)
+
+
+def test_vanishing_below_one_over_gamma_and_exploding_above():
+    """tanh (gamma = 1): sigma_max(W_rec) < 1 bounds |dh_T/dh_t| by sigma_max^k: exponential decay."""
+    def delta(**model):
+        cfg = Config(depth=1, width=64, act="tanh", seq_len=60, batch_size=32, steps=1, chunks=1, dtype="float64",
+                     model=ModelConfig(name="rnn", **model), data=DataConfig(name="adding"))
+        prog = train.make_train(cfg)
+        _, (_, trace) = prog.chunk(prog.init(jax.random.PRNGKey(4)), prog.problem.arrays)
+        return np.asarray(trace.delta[0, 0]), np.asarray(trace.jacobian[0, 0])
+
+    d, j = delta(rec_sigma_max=0.8)
+    k = np.arange(60)[::-1]
+    assert (j <= 0.8**k * (1 + 1e-9)).all()  # the bound |v^T J| <= (gamma sigma_max)^k holds at every horizon
+    assert temporal.decay_per_step(d[:-1]) < 0.8
+    d, _ = delta(rec_radius=3.0)
+    assert d[0] > 1e6 * d[-1]  # exploding: the earliest step gets the largest gradient
+
+
+def test_clipping_bounds_every_update_and_reports_how_often_it_fired():
+    cfg = Config(depth=1, width=16, act="tanh", seq_len=20, batch_size=16, steps=20, chunks=1,
+                 model=ModelConfig(name="rnn", rec_radius=2.5), data=DataConfig(name="adding"),
+                 optimizer=OptimizerConfig(lr=1.0, clip_norm=0.01))
+    r = train.run(cfg)
+    upd = np.sqrt(r.traces.update_ratio**2 * r.traces.weight_rec**2).sum(1)  # recurrent block of the update
+    assert (upd <= 0.01 * (1 + 1e-5)).all()
+    assert np.isfinite(r.metrics["grad_norm"]).all()  # kept at every step when clipping
+    from vgrun.diagnose import clipping
+
+    c = clipping(cfg, r.metrics)
+    assert c["fired_share"] == np.mean(r.metrics["grad_norm"] > 0.01) and c["fired_share"] > 0.5
