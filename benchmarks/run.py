@@ -53,23 +53,66 @@ TORCH_VARIANTS = {  # key: (label, threads (0: PyTorch's default), flush denorma
     "allftz": ("torch default threads, FTZ", 0, True),
 }
 NO_TORCH = "torch not installed"
+NOISE: list[float] = []  # per timing: cores used by other processes meanwhile
+QUIET = {"cores": 0.15, "max_wait": 900.0, "retries": 2}  # set from the command line
 console = Console() if sys.stdout.isatty() else Console(width=200)  # no wrapping in a log file
 
 
-def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None, log: Path | None = None):
-    """Run cmd; return (wall seconds, peak RSS MiB of the process and its waited-for children, stdout)."""
-    out = open(log, "w+") if log else tempfile.TemporaryFile("w+")
-    t0 = time.perf_counter()
-    p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
-    _, status, usage = os.wait4(p.pid, 0)
-    wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    out.seek(0)
-    text = out.read()
-    out.close()
-    if p.returncode != 0:
-        sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{text[-3000:]}")
-    return wall, usage.ru_maxrss / 1024, text
+def busy_cpu_s() -> float:
+    """CPU seconds the whole machine has been busy since boot (all cores, /proc/stat)."""
+    with open("/proc/stat") as f:
+        user, nice, system, idle, iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def wait_quiet() -> None:
+    """Wait (at most QUIET["max_wait"] s) until other processes use under QUIET["cores"] cores."""
+    t0, said = time.monotonic(), False
+    while True:
+        b0 = busy_cpu_s()
+        time.sleep(2.0)
+        load = (busy_cpu_s() - b0) / 2.0
+        if load < QUIET["cores"]:
+            return
+        if time.monotonic() - t0 > QUIET["max_wait"]:
+            console.print(f"[yellow]warning: the machine is still busy ({load:.2f} cores); timing anyway[/]")
+            return
+        if not said:
+            console.print(f"[yellow]other processes use {load:.2f} cores: waiting for a quiet machine[/]")
+            said = True
+
+
+def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None, log: Path | None = None,
+          before=None) -> dict:
+    """Run cmd in a fresh process once the machine is quiet.
+
+    Returns wall seconds, peak RSS (MiB) of the process, its output, and `others`: the
+    CPU time the machine spent outside the child meanwhile, in cores (a timing taken
+    next to other work is wrong). A timing with others > QUIET["cores"] is retried
+    (`before()` runs before every try, e.g. to empty a cache).
+    """
+    for attempt in range(QUIET["retries"] + 1):
+        wait_quiet()
+        if before is not None:
+            before()
+        out = open(log, "w+") if log else tempfile.TemporaryFile("w+")
+        busy0, t0 = busy_cpu_s(), time.perf_counter()
+        p = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, text=True)
+        _, status, usage = os.wait4(p.pid, 0)
+        wall = time.perf_counter() - t0
+        others = max(0.0, (busy_cpu_s() - busy0 - usage.ru_utime - usage.ru_stime) / wall)
+        p.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        text = out.read()
+        out.close()
+        if p.returncode != 0:
+            sys.exit(f"failed ({p.returncode}): {' '.join(cmd)}\n{text[-3000:]}")
+        if others <= QUIET["cores"]:
+            break
+        console.print(f"[yellow]other processes used {others:.2f} cores during this timing"
+                      + ("; retrying" if attempt < QUIET["retries"] else "; keeping it (flagged)") + "[/]")
+    NOISE.append(others)
+    return {"wall_s": wall, "rss_mib": usage.ru_maxrss / 1024, "text": text, "others": others}
 
 
 def vgrun_cmd() -> list[str]:
@@ -77,32 +120,34 @@ def vgrun_cmd() -> list[str]:
     return [exe] if exe else [sys.executable, "-c", "from vgrun.cli import main; main()"]
 
 
-def vgrun_job(depth: int, steps: int, trace_every: int, cache: Path, work: Path, name: str) -> dict:
+def vgrun_job(depth: int, steps: int, trace_every: int, cache: Path, work: Path, name: str, cold: bool) -> dict:
+    """One vgrun CLI run; cold: the compilation cache dir is emptied first."""
     run_dir = work / name
     cmd = vgrun_cmd() + [
         "model=mlp", f"depth={depth}", "act=sigmoid", "data=digits", f"width={WIDTH}", f"batch_size={BATCH}",
         f"steps={steps}", f"trace_every={trace_every}", f"hydra.run.dir={run_dir}",
     ]
     env = dict(os.environ, VGRUN_CACHE=str(cache))
-    wall, rss, _ = timed(cmd, env=env, cwd=str(work), log=work / f"{name}.log")
+    before = (lambda: shutil.rmtree(cache, ignore_errors=True)) if cold else None
+    t = timed(cmd, env=env, cwd=str(work), log=work / f"{name}.log", before=before)
     timing = json.loads((run_dir / "summary.json").read_text())["timing"]
-    return {"wall_s": wall, "rss_mib": rss, "compile_s": timing["compile_s"], "train_s": timing["train_s"],
-            "steps_per_s": timing["steps_per_s"],
-            "summary_wall_s": timing["wall_s"], "cmd": " ".join(cmd[1:])}
+    return {"wall_s": t["wall_s"], "rss_mib": t["rss_mib"], "compile_s": timing["compile_s"],
+            "train_s": timing["train_s"], "steps_per_s": timing["steps_per_s"], "summary_wall_s": timing["wall_s"],
+            "other_cores": t["others"], "cmd": " ".join(cmd[1:])}
 
 
 def torch_job(depth: int, steps: int, threads: int, ftz: bool) -> dict:
     cmd = [sys.executable, str(HERE / "torch_mlp.py"), f"--depth={depth}", f"--steps={steps}", f"--threads={threads}"]
     if ftz:
         cmd.append("--flush-denormal")
-    wall, rss, out = timed(cmd)
-    res = json.loads(out.strip().splitlines()[-1])
-    return dict(res, wall_s=wall, rss_mib=rss)
+    t = timed(cmd)
+    res = json.loads(t["text"].strip().splitlines()[-1])
+    return dict(res, wall_s=t["wall_s"], rss_mib=t["rss_mib"], other_cores=t["others"])
 
 
 def peak(threads: int, sizes: list[int]) -> dict:
     cmd = [sys.executable, str(HERE / "peak.py"), f"--threads={threads}", "--sizes", *map(str, sizes)]
-    return {int(k): v for k, v in json.loads(timed(cmd)[2].strip().splitlines()[-1])["gflops"].items()}
+    return {int(k): v for k, v in json.loads(timed(cmd)["text"].strip().splitlines()[-1])["gflops"].items()}
 
 
 def flops_per_step(depth: int) -> float:
@@ -125,7 +170,7 @@ def measure_depth(depth: int, args, work: Path) -> dict:
         rep = {}
         for name, every in (("cold", 1), ("warm", 1), ("notrace", args.steps)):
             console.print(f"  depth {depth}, repeat {r + 1}/{args.repeat}: vgrun {name}", style="dim")
-            rep[name] = vgrun_job(depth, args.steps, every, cache, work, f"d{depth}-r{r}-{name}")
+            rep[name] = vgrun_job(depth, args.steps, every, cache, work, f"d{depth}-r{r}-{name}", name == "cold")
         for key in args.torch:
             label, threads, ftz = TORCH_VARIANTS[key]
             if not args.has_torch:
@@ -254,8 +299,14 @@ def main() -> None:
                     help="PyTorch variants to run (none: skip PyTorch)")
     ap.add_argument("--peak-sizes", type=int, nargs="+", default=[128, 256, 512, 1024, 2048])
     ap.add_argument("--quick", action="store_true", help="200 steps, 2 matmul sizes; writes results-quick.*")
+    ap.add_argument("--quiet-cores", type=float, default=QUIET["cores"],
+                    help="a timing during which other processes used more cores than this is retried")
+    ap.add_argument("--max-wait", type=float, default=QUIET["max_wait"],
+                    help="seconds to wait for a quiet machine before each timing")
+    ap.add_argument("--retries", type=int, default=QUIET["retries"])
     ap.add_argument("--out", type=Path, default=None, help="output stem (default benchmarks/results)")
     args = ap.parse_args()
+    QUIET.update(cores=args.quiet_cores, max_wait=args.max_wait, retries=args.retries)
     if args.steps is None:
         args.steps = 200 if args.quick else 2000
     if args.quick:
@@ -281,7 +332,8 @@ def main() -> None:
     info = machine()
     header = (f"{info['cpu']}, {info['cores']} cores; python {info['python']}, jax {info['jax']}, "
               f"torch {info['torch'] or '(not installed)'}; {args.steps} steps, repeat {args.repeat} "
-              f"(medians); benchmark took {elapsed / 60:.1f} min")
+              f"(medians); benchmark took {elapsed / 60:.1f} min; other processes used at most "
+              f"{max(NOISE):.2f} cores during any timing")
     tables = [
         (f"vgrun CLI, sigmoid MLP on digits, width {WIDTH}, batch {BATCH}, {args.steps} steps, trace_every=1",
          *rows_main(results, peak_gflops, args.steps)),
@@ -298,7 +350,7 @@ def main() -> None:
         {"machine": info, "steps": args.steps, "repeat": args.repeat, "width": WIDTH, "batch": BATCH,
          "peak_gflops": {k: {str(n): v for n, v in p.items()} for k, p in peaks.items()},
          "flops_per_step": {r["depth"]: flops_per_step(r["depth"]) for r in results},
-         "results": results, "elapsed_s": elapsed}, indent=1))
+         "results": results, "elapsed_s": elapsed, "other_cores_per_timing": NOISE}, indent=1))
     console.print(f"written: {out.with_suffix('.md')}, {out.with_suffix('.json')}")
 
 

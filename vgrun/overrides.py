@@ -16,7 +16,7 @@ from vgrun.config import UNKNOWN, Config, ConfigError
 from vgrun.names import ACTS, DTYPES, NORMS
 
 CONF = Path(__file__).parent / "conf"
-GROUPS = ("model", "init", "optimizer", "data")  # config groups: chosen by file name
+GROUPS = ("model", "init", "optimizer", "data", "experiment")  # config groups: chosen by file name
 NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES}  # plain keys with a fixed set of names
 _NUMBER = {int: (int,), float: (int, float)}
 

@@ -22,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrun.models.rnn import sigma_max, spectral_radius
+from vgrun.models.rnn import spectral
 from vgrun.traces import safe_norm
 
 
@@ -55,7 +55,7 @@ def trace_step(model, params, x, grads, probe_grads, updates, key, batch: int) -
     grad_in = jnp.concatenate([safe_norm(g, (1, 2)) for g in w_in])
     w = params["rec"]["w"]
     weight = safe_norm(w, (1, 2))
-    block = w[:, :, :h]
+    rho, smax = spectral(w[:, :, :h])
     return TimeTrace(
         delta=delta,
         jacobian=jacobian,
@@ -64,8 +64,8 @@ def trace_step(model, params, x, grads, probe_grads, updates, key, batch: int) -
         grad_b=safe_norm(grads["rec"]["b"], 1),
         weight_rec=weight,
         update_ratio=safe_norm(updates["rec"]["w"], (1, 2)) / weight,
-        rho=spectral_radius(block),
-        sigma_max=sigma_max(block),
+        rho=rho,
+        sigma_max=smax,
     )
 
 

@@ -37,21 +37,29 @@ class RecModel(NamedTuple):
     kind: str
 
 
-def spectral_radius(w: jax.Array) -> jax.Array:
-    """max |eigenvalue| of a square matrix (or a stack [..., H, H]).
+def spectral(w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """(spectral radius, largest singular value) of [..., H, H], in one host call.
 
-    JAX's eig runs on the CPU only, so it is a host callback: correct on any device.
+    JAX's eig runs on the CPU only, so this is a host callback, correct on any device.
+    Both in one callback: a device SVD running beside a host eig fought over the cores
+    (a 40 ms step took 1.4 s on 2 cores).
     """
     def host(a):
         a = np.asarray(a, np.float64)
-        return np.abs(np.linalg.eigvals(a)).max(-1).astype(w.dtype)
+        rho = np.abs(np.linalg.eigvals(a)).max(-1)
+        smax = np.linalg.svd(a, compute_uv=False)[..., 0]
+        return rho.astype(w.dtype), smax.astype(w.dtype)
 
-    return jax.pure_callback(host, jax.ShapeDtypeStruct(w.shape[:-2], w.dtype), w, vmap_method="expand_dims")
+    out = jax.ShapeDtypeStruct(w.shape[:-2], w.dtype)
+    return jax.pure_callback(host, (out, out), w, vmap_method="expand_dims")
+
+
+def spectral_radius(w: jax.Array) -> jax.Array:
+    return spectral(w)[0]
 
 
 def sigma_max(w: jax.Array) -> jax.Array:
-    """Largest singular value (spectral norm) of [..., H, H]."""
-    return jnp.linalg.svd(w, compute_uv=False)[..., 0]
+    return spectral(w)[1]
 
 
 def init_recurrent(key, mcfg, depth: int, h: int, dtype) -> jax.Array:

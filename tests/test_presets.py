@@ -1,0 +1,25 @@
+"""Every preset under conf/experiment composes, validates and runs a few steps."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+from vgrun import train
+from vgrun.config import register, validate
+from vgrun.overrides import group_options
+
+CONF = str(Path(__file__).parents[1] / "vgrun" / "conf")
+register()
+
+
+@pytest.mark.parametrize("preset", group_options("experiment"))
+def test_preset_runs_a_few_steps(preset):
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        dcfg = compose("config", overrides=[f"+experiment={preset}", "steps=4", "trace_every=2", "chunks=1"])
+    cfg = validate(OmegaConf.to_object(dcfg))
+    r = train.run(cfg)
+    assert r.status in ("completed", "diverged") and len(r.metrics["loss"]) >= 2
+    assert np.isfinite(r.traces.delta[0]).all()
