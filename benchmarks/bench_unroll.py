@@ -23,14 +23,13 @@ allowed = os.sched_getaffinity(0); os.sched_setaffinity(0, {min(allowed)})
 import jax; jax.devices(); os.sched_setaffinity(0, allowed)
 import numpy as np
 import vgrun.models.mlp as mlp
-from vgrun import data as D, train as T
+from vgrun import train as T
 from vgrun.config import Config
 depth, unroll, every = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 mlp.UNROLL = 10**9 if unroll == "full" else int(unroll)
 cfg = Config(depth=depth, act="sigmoid", trace_every=every, steps=2000, chunks=20)
-ds = D.load(cfg.data)
-prog = T.make_train(cfg, ds)
-d = T.device_data(ds, np.float32)
+prog = T.make_train(cfg)
+d = prog.problem.arrays
 carry = jax.block_until_ready(prog.init(jax.random.PRNGKey(0)))
 t = time.perf_counter(); chunk = prog.chunk.lower(carry, d).compile(); compile_s = time.perf_counter() - t
 carry, out = jax.block_until_ready(chunk(carry, d))

@@ -55,6 +55,29 @@ def adding_batch(batch: int, seq_len: int, gen: torch.Generator):
     return torch.stack([values, marks], -1), (values * marks).sum(-1, keepdim=True)
 
 
+def vgrun_init(net: "Net", hidden: int) -> None:
+    """vgrun's initialisation (model=rnn / model=lstm, init=xavier): the same network as vgrun trains.
+
+    W_rec: rnn N(0, 1/H) (rec_init=normal, rec_gain=1); lstm one orthogonal H x H block per
+    gate (rec_init=orthogonal); input and readout weights xavier normal N(0, 2/(fan_in + fan_out));
+    biases 0, plus forget_bias = 1 on the LSTM's forget gate (vgrun has one bias per gate,
+    PyTorch two: bias_hh is set to 0)."""
+    r, g = net.rnn, 4 if net.kind == "lstm" else 1
+    with torch.no_grad():
+        if g == 1:
+            r.weight_hh_l0.normal_(0.0, hidden**-0.5)
+        else:
+            for k in range(g):
+                nn.init.orthogonal_(r.weight_hh_l0[k * hidden:(k + 1) * hidden])
+        for w in (r.weight_ih_l0, net.out.weight):
+            fan_out, fan_in = w.shape
+            w.normal_(0.0, (2.0 / (fan_in + fan_out)) ** 0.5)
+        for b in (r.bias_ih_l0, r.bias_hh_l0, net.out.bias):
+            b.zero_()
+        if g == 4:  # PyTorch's gate order i, f, g, o
+            r.bias_ih_l0[hidden:2 * hidden] = 1.0
+
+
 class Net(nn.Module):
     def __init__(self, kind: str, n_in: int, hidden: int, n_out: int):
         super().__init__()
@@ -79,8 +102,8 @@ class Net(nn.Module):
         h = x.new_zeros(b, hdim)
         c = x.new_zeros(b, hdim)
         hs = []
-        for t in range(a.shape[0]):
-            z = torch.addmm(a[t], h, w)
+        for a_t in a.unbind(0):  # not a[t]: each a[t]'s backward would add a zero-padded [T, B, gH] gradient
+            z = torch.addmm(a_t, h, w)
             if self.kind == "lstm":  # PyTorch's gate order i, f, g, o
                 i, f, g, o = z.chunk(4, 1)
                 c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
@@ -105,15 +128,21 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=15, help="held-out evaluation period (0: never)")
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
+    ap.add_argument("--init", choices=["vgrun", "torch"], default="vgrun",
+                    help="vgrun's initialisation (the same network) or PyTorch's default")
+    ap.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True), as XLA on CPU")
     ap.add_argument("--no-norms", action="store_true", help="skip all gradient norms (plain training)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
     if args.threads > 0:
         torch.set_num_threads(args.threads)
+    ftz = torch.set_flush_denormal(True) if args.flush_denormal else False
     torch.manual_seed(args.seed)
     gen = torch.Generator().manual_seed(args.seed)
     model = Net(args.model, 2, args.hidden, 1)
+    if args.init == "vgrun":
+        vgrun_init(model, args.hidden)
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     params = list(model.parameters())
     forward = model.forward_loop if args.impl == "loop" else model.forward_fused
@@ -163,10 +192,12 @@ def main() -> None:
     print(json.dumps({
         "model": args.model,
         "impl": args.impl,
+        "init": args.init,
         "norms": keep,
         "hidden": args.hidden, "batch": args.batch, "seq_len": args.seq_len,
         "steps": n,
         "threads": torch.get_num_threads(),
+        "flush_denormal": bool(ftz),
         "train_s": train_s,
         "steps_per_s": n / train_s,
         "ms_per_step": 1e3 * train_s / n,

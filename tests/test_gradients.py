@@ -7,6 +7,7 @@ import optax
 import pytest
 
 from vgrun import models
+from vgrun.activations import ACTIVATIONS
 from vgrun.config import Config, InitConfig
 from vgrun.data import Dataset
 from vgrun.problem import from_data
@@ -41,23 +42,35 @@ def example_losses(model, params, state, x, y, probes):
     return optax.softmax_cross_entropy_with_integer_labels(y_pred, y)  # [B]
 
 
+def reference_losses(cfg, params, x, y, dz):
+    """An independent forward pass with perturbations dz[l] [B, width] added to the
+    pre-activation of layer l (dz[depth]: to the logits); per-example losses [B]."""
+    phi = ACTIVATIONS[cfg.act].fn
+    residual = cfg.model.name == "resmlp"
+    h = phi(x @ params["inp"]["w"] + params["inp"]["b"] + dz[0])
+    for l in range(cfg.depth - 1):
+        a = phi(h @ params["hid"]["w"][l] + params["hid"]["b"][l] + dz[l + 1])
+        h = h + cfg.model.res_scale * a if residual else a
+    logits = h @ params["out"]["w"] + params["out"]["b"] + dz[cfg.depth]
+    return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+
 @pytest.mark.parametrize("act,model", [("tanh", "mlp"), ("sigmoid", "mlp"), ("gcu", "resmlp")])
 def test_delta_is_rms_of_per_example_dL_dz(act, model):
     cfg, data = tiny_problem(act, model)
     trace, carry, x, y = first_step(cfg, data)
-    net = models.MODELS[cfg.model.name].make(cfg, 3, 2, jnp.float64)
     B, L, W = cfg.batch_size, cfg.depth, cfg.width
-    zero = {"hid": jnp.zeros((L, B, W)), "out": jnp.zeros((B, 2))}
-    f = jax.jit(lambda p: example_losses(net, carry.params, carry.state, x, y, p))
+    zero = [jnp.zeros((B, W)) for _ in range(L)] + [jnp.zeros((B, 2))]
+    f = jax.jit(lambda dz: reference_losses(cfg, carry.params, x, y, dz))
+    np.testing.assert_allclose(f(zero), example_losses(
+        models.MODELS[model].make(cfg, 3, 2, jnp.float64), carry.params, carry.state, x, y, None), rtol=1e-12)
     sq = np.zeros(L + 1)  # sum over examples of ||dL_i / dz_l,i||^2
     for l in range(L + 1):
         for i in range(B):
-            for j in range(W if l < L else 2):
-                e = np.zeros((B, W if l < L else 2))
-                e[i, j] = EPS
-                key = "hid" if l < L else "out"
-                plus = dict(zero, **{key: zero[key].at[l].add(e) if l < L else zero[key] + e})
-                minus = dict(zero, **{key: zero[key].at[l].add(-e) if l < L else zero[key] - e})
+            for j in range(zero[l].shape[1]):
+                e = zero[l].at[i, j].set(EPS)
+                plus, minus = list(zero), list(zero)
+                plus[l], minus[l] = e, -e
                 g = (f(plus)[i] - f(minus)[i]) / (2 * EPS)
                 sq[l] += float(g) ** 2
     np.testing.assert_allclose(trace.delta, np.sqrt(sq / B), rtol=1e-6)

@@ -46,6 +46,25 @@ def safe_norm(x: jax.Array, axis=None) -> jax.Array:
     return jnp.squeeze(n, axis) if axis is not None else n.reshape(())
 
 
+@jax.custom_vjp
+def tap(x: jax.Array, probe: jax.Array) -> jax.Array:
+    """Identity on x. Differentiating the loss with respect to the zero scalar `probe`
+    gives the underflow-safe norm of the gradient flowing through x (its cotangent):
+    a probe measured inside the backward pass, while that gradient is in cache."""
+    return x
+
+
+def _tap_fwd(x, probe):
+    return x, None
+
+
+def _tap_bwd(_, g):
+    return g, safe_norm(g)
+
+
+tap.defvjp(_tap_fwd, _tap_bwd)
+
+
 def global_norm(tree) -> jax.Array:
     """Underflow-safe norm of a whole pytree (optax.global_norm squares and underflows)."""
     leaves = [safe_norm(x) for x in jax.tree_util.tree_leaves(tree)]
@@ -68,18 +87,20 @@ def layer_norms(tree, name: str) -> jax.Array:
 
 
 def trace_step(grads, probe_grads, params, updates, layer_stats, batch: int) -> Trace:
-    """The per-layer trace of one step from what the step computed anyway."""
-    pg_hid, pg_out = probe_grads["hid"], probe_grads["out"]
-    # dL/dP = (1/B) dL_i/dz_i for a batch-mean loss, so RMS_i ||dL_i/dz_i|| = sqrt(B) ||dL/dP||_F
-    delta = jnp.sqrt(jnp.asarray(batch, pg_hid.dtype)) * jnp.concatenate(
-        [safe_norm(pg_hid, (1, 2)), safe_norm(pg_out)[None]]
-    )
-    weight = layer_norms(params, "w")
-    nan = jnp.full((1,), jnp.nan, pg_hid.dtype)
-    mean, std, sat = (jnp.concatenate([s.astype(pg_hid.dtype), nan]) for s in layer_stats)
+    """The per-layer trace of one step from what the step computed anyway.
+
+    probe_grads hold |dL/dz_l|_F (over the batch), |dL/dW_l|, |dL/db_l| (`tap`)."""
+    hid, out = probe_grads["hid"], probe_grads["out"]
+    per_layer = {k: jnp.concatenate([hid[k], out[k][None]]) for k in ("z", "w", "b")}
+    # dL/dz = (1/B) dL_i/dz_i for a batch-mean loss, so RMS_i |dL_i/dz_i| = sqrt(B) |dL/dz|_F
+    delta = jnp.sqrt(jnp.asarray(batch, per_layer["z"].dtype)) * per_layer["z"]
+    mean, std, sat, w_hidden = layer_stats
+    weight = jnp.concatenate([w_hidden, safe_norm(params["out"]["w"])[None]])
+    nan = jnp.full((1,), jnp.nan, delta.dtype)
+    mean, std, sat = (jnp.concatenate([v.astype(delta.dtype), nan]) for v in (mean, std, sat))
     return Trace(
-        grad_w=layer_norms(grads, "w"),
-        grad_b=layer_norms(grads, "b"),
+        grad_w=per_layer["w"],
+        grad_b=per_layer["b"],
         delta=delta,
         weight=weight,
         update_ratio=layer_norms(updates, "w") / weight,

@@ -76,7 +76,7 @@ def make_train(cfg, problem: Problem | None = None) -> Program:
     def probes():
         if recurrent:
             return model.probes(batch, problem.seq_steps)
-        return {"hid": jnp.zeros((cfg.depth, batch, cfg.width), dtype), "out": jnp.zeros((batch, problem.n_out), dtype)}
+        return model.probes()
 
     def init(key):
         k_param, k_data = jax.random.split(key)

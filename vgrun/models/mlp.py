@@ -11,9 +11,11 @@ plain scan keeps compile time flat in depth but runs slower per step than straig
 code, full unrolling makes compile time grow with depth; `UNROLL` gets most of both
 (measured in benchmarks/bench_unroll.py).
 
-`probes` is a zero pytree added to every pre-activation z_l (hidden: [depth, B, width],
-output: [B, d_out]); the gradient of the loss with respect to it is delta_l = dL/dz_l,
-taken without hooks.
+`probes` ({"hid": {"z", "w", "b"}: [depth] each, "out": {"z", "w", "b"}: scalars}) are
+zero scalars tapped onto every pre-activation z_l, weight W_l and bias b_l
+(`traces.tap`): the gradient of the loss with respect to a probe is the norm of the
+gradient flowing through what it taps, |dL/dz_l| (over the batch), |dL/dW_l|, |dL/db_l|,
+taken inside the backward pass while the layer is in cache.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import jax.numpy as jnp
 from vgrun.activations import ACTIVATIONS
 from vgrun.inits import init_bias, init_weight
 from vgrun.models.norm import normalize
+from vgrun.traces import safe_norm, tap
 
 UNROLL = 1000
 
@@ -33,6 +36,7 @@ UNROLL = 1000
 class Model(NamedTuple):
     init: object  # key -> (params, state)
     apply: object  # (params, state, x [B, d_in], probes | None, train, stats) -> (y, state, layer_stats)
+    probes: object  # () -> zero probes
     n_layers: int  # traced layers: depth hidden + 1 output
 
 
@@ -64,21 +68,28 @@ def make(cfg, d_in: int, d_out: int, dtype) -> Model:
         return params, state
 
     def apply(params, state, x, probes=None, train=True, stats=False):
+        def linear(h, p, probe):
+            if probe is None:
+                return h @ p["w"] + p["b"]
+            return tap(h @ tap(p["w"], probe["w"]) + tap(p["b"], probe["b"]), probe["z"])
+
         def layer(h, p, probe, st, skip):
-            z = h @ p["w"] + p["b"]
-            if probe is not None:
-                z = z + probe
+            z = linear(h, p, probe)
             z, st = normalize(norm, z, p, st, train, cfg.bn_momentum)
             a = act.fn(z)
             out = h + alpha * a if skip else a
             # saturated unit: slope below sat_level on every example of the batch (a dead
             # relu, a stuck sigmoid); half of a relu layer is off for any one example
-            s = (a.mean(), jnp.mean(a * a), jnp.mean(jnp.all(jnp.abs(act.deriv(z)) < sat_level, 0))) if stats else ()
+            s = ()
+            if stats:  # and |W_l|, while W_l is in cache
+                s = (a.mean(), jnp.mean(a * a), jnp.mean(jnp.all(jnp.abs(act.deriv(z)) < sat_level, 0)), safe_norm(p["w"]))
             return out, st, s
 
         p_hid = p_out = p_in = None
         if probes is not None:
-            p_in, p_hid, p_out = probes["hid"][0], probes["hid"][1:], probes["out"]
+            p_in = jax.tree_util.tree_map(lambda v: v[0], probes["hid"])
+            p_hid = jax.tree_util.tree_map(lambda v: v[1:], probes["hid"])
+            p_out = probes["out"]
         h, st_in, s_in = layer(x, params["inp"], p_in, state["inp"], False)
 
         def body(h, xs):
@@ -89,13 +100,15 @@ def make(cfg, d_in: int, d_out: int, dtype) -> Model:
         h, (st_hid, s_hid) = jax.lax.scan(
             body, h, (params["hid"], p_hid, state["hid"]), unroll=max(1, min(UNROLL, depth - 1))
         )
-        y = h @ params["out"]["w"] + params["out"]["b"]
-        if p_out is not None:
-            y = y + p_out
+        y = linear(h, params["out"], p_out)
         layer_stats = None
-        if stats:  # [depth] each: activation mean, std, saturated share
-            mean, sq, sat = (jnp.concatenate([a[None], b]) for a, b in zip(s_in, s_hid))
-            layer_stats = (mean, jnp.sqrt(jnp.maximum(sq - mean * mean, 0)), sat)
+        if stats:  # [depth] each: activation mean, std, saturated share; |W_l|
+            mean, sq, sat, w_norm = (jnp.concatenate([a[None], b]) for a, b in zip(s_in, s_hid))
+            layer_stats = (mean, jnp.sqrt(jnp.maximum(sq - mean * mean, 0)), sat, w_norm)
         return y, {"inp": st_in, "hid": st_hid}, layer_stats
 
-    return Model(init, apply, depth + 1)
+    def probes():
+        zeros = {k: jnp.zeros((depth,), dtype) for k in ("z", "w", "b")}
+        return {"hid": zeros, "out": {k: jnp.zeros((), dtype) for k in ("z", "w", "b")}}
+
+    return Model(init, apply, probes, depth + 1)
