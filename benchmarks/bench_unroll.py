@@ -1,4 +1,5 @@
-"""How to apply the stacked hidden layers: lax.scan with which `unroll`?
+"""How to apply the stacked hidden layers: a rolled lax.scan (unroll=1), fully unrolled, or
+vgrun's rule (auto: unrolled up to FULL_UNROLL_DEPTH layers, rolled beyond)?
 
 For each depth and unroll setting, compiles the default job's chunk program (digits,
 width 128, batch 128, sigmoid, traces every step) and measures compile time and
@@ -26,7 +27,9 @@ import vgrun.models.mlp as mlp
 from vgrun import train as T
 from vgrun.config import Config
 depth, unroll, every = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
-mlp.UNROLL = 10**9 if unroll == "full" else int(unroll)
+if unroll != "auto":  # auto: vgrun's own rule (FULL_UNROLL_DEPTH)
+    mlp.FULL_UNROLL_DEPTH = 10**9 if unroll == "full" else 0
+    assert unroll in ("full", "1"), "the model offers full unrolling or a rolled scan"
 cfg = Config(depth=depth, act="sigmoid", trace_every=every, steps=2000, chunks=20)
 prog = T.make_train(cfg)
 d = prog.problem.arrays
@@ -51,7 +54,7 @@ def measure(depth: int, unroll: str, every: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--depths", type=int, nargs="+", default=[10, 20, 50, 100, 200])
-    ap.add_argument("--unrolls", nargs="+", default=["1", "full"])
+    ap.add_argument("--unrolls", nargs="+", default=["1", "full", "auto"])
     ap.add_argument("--trace-every", type=int, default=1)
     args = ap.parse_args()
     print(f"{'depth':>5} {'unroll':>6} {'compile s':>10} {'ms/step':>8}")

@@ -6,10 +6,12 @@
     y   = h_{depth-1} W_out + b_out
 
 N is the normalization (none, batchnorm, layernorm). Layers 1..depth-1 are stacked
-(`W: [depth-1, width, width]`) and applied with `lax.scan`, partially unrolled: a
-plain scan keeps compile time flat in depth but runs slower per step than straight-line
-code, full unrolling makes compile time grow with depth; `UNROLL` gets most of both
-(measured in benchmarks/bench_unroll.py).
+(`W: [depth-1, width, width]`) and applied with `lax.scan`. A rolled scan keeps compile
+time flat in depth (~2 s) but runs 5-10% slower per step than straight-line code;
+full unrolling (`unroll=depth-1`) runs fastest but adds ~0.06 s of compile time per
+layer; partial unrolling (unroll=4, 8) measured slower than both on XLA CPU. So stacks
+of up to `FULL_UNROLL_DEPTH` layers are unrolled and deeper ones scanned
+(benchmarks/bench_unroll.py).
 
 `probes` ({"hid": {"z", "w", "b"}: [depth] each, "out": {"z", "w", "b"}: scalars}) are
 zero scalars tapped onto every pre-activation z_l, weight W_l and bias b_l
@@ -30,7 +32,7 @@ from vgrun.inits import init_bias, init_weight
 from vgrun.models.norm import normalize
 from vgrun.traces import safe_norm, tap
 
-UNROLL = 1000
+FULL_UNROLL_DEPTH = 20  # deeper stacks are scanned rolled; see benchmarks/bench_unroll.py
 
 
 class Model(NamedTuple):
@@ -98,7 +100,7 @@ def make(cfg, d_in: int, d_out: int, dtype) -> Model:
             return h, (st, s)
 
         h, (st_hid, s_hid) = jax.lax.scan(
-            body, h, (params["hid"], p_hid, state["hid"]), unroll=max(1, min(UNROLL, depth - 1))
+            body, h, (params["hid"], p_hid, state["hid"]), unroll=max(1, depth - 1) if depth <= FULL_UNROLL_DEPTH else 1
         )
         y = linear(h, params["out"], p_out)
         layer_stats = None
