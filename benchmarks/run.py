@@ -284,7 +284,15 @@ def machine() -> dict:
             versions[mod] = version(mod)
         except Exception:
             versions[mod] = None
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), **versions}
+    try:  # the vgrun code measured (the CLI runs from the work tree in an editable install)
+        git = ["git", "-C", str(HERE.parent)]
+        commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        dirty = subprocess.run(git + ["status", "--porcelain", "vgrun"], capture_output=True, text=True).stdout.strip()
+        commit = commit + (" + uncommitted changes in vgrun/" if dirty else "")
+    except OSError:
+        commit = None
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "vgrun_commit": commit,
+            **versions}
 
 
 # ---------------------------------------------------------------------------- main
@@ -316,6 +324,7 @@ def main() -> None:
     if not args.has_torch:
         console.print(f"[yellow]{NO_TORCH}[/]: pip install torch==2.13.0 (the pinned CPU build) for the comparison")
 
+    info = machine()  # before: the code measured
     t_start = time.perf_counter()
     console.print("matmul peak (JAX, float32)", style="dim")
     peaks = {}
@@ -329,8 +338,11 @@ def main() -> None:
             results.append(measure_depth(depth, args, Path(tmp)))
     elapsed = time.perf_counter() - t_start
 
-    info = machine()
-    header = (f"{info['cpu']}, {info['cores']} cores; python {info['python']}, jax {info['jax']}, "
+    now = machine()["vgrun_commit"]
+    if now != info["vgrun_commit"]:
+        info["vgrun_commit"] += f" (changed to {now} during the benchmark: rerun)"
+        console.print(f"[yellow]warning: vgrun's code changed during the benchmark: {info['vgrun_commit']}[/]")
+    header = (f"vgrun {info['vgrun_commit']}; {info['cpu']}, {info['cores']} cores; python {info['python']}, jax {info['jax']}, "
               f"torch {info['torch'] or '(not installed)'}; {args.steps} steps, repeat {args.repeat} "
               f"(medians); benchmark took {elapsed / 60:.1f} min; other processes used at most "
               f"{max(NOISE):.2f} cores during any timing")
