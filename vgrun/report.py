@@ -46,6 +46,18 @@ def layer_table(cfg, traces) -> Table:
     return table
 
 
+def _panel(lines: list[str], d: dict) -> Panel:
+    """The diagnosis panel: the given lines, then clipping and non-finite counts if any."""
+    clip = d.get("clipping")
+    if clip:
+        lines.append(f"clipping at {clip['threshold']:.3g}: fired on {100 * clip['fired_share']:.1f}% of steps; "
+                     f"pre-clip norm median {_e(clip['median_norm'])}, max {_e(clip['max_norm'])}")
+    bad = {k: n for k, n in d["nonfinite"].items() if n}
+    if bad:
+        lines.append("[magenta]non-finite values kept[/]: " + ", ".join(f"{k}={n}" for k, n in bad.items()))
+    return Panel("\n".join(lines), title="diagnosis", title_align="left")
+
+
 def verdict_panel(summary: dict) -> Panel:
     d = summary["diagnosis"]
     v = d["verdict"]
@@ -75,14 +87,7 @@ def verdict_panel(summary: dict) -> Panel:
         + (f"[red]yes[/] (min |W| end/start {s['min_weight_norm_change']:.2f})" if s["weights_collapsing"]
            else f"no (min |W| end/start {_e(s['min_weight_norm_change'])})")
     )
-    clip = d.get("clipping")
-    if clip:
-        lines.append(f"clipping at {clip['threshold']:.3g}: fired on {100 * clip['fired_share']:.1f}% of steps; "
-                     f"pre-clip norm median {_e(clip['median_norm'])}, max {_e(clip['max_norm'])}")
-    bad = {k: n for k, n in d["nonfinite"].items() if n}
-    if bad:
-        lines.append("[magenta]non-finite values kept[/]: " + ", ".join(f"{k}={n}" for k, n in bad.items()))
-    return Panel("\n".join(lines), title="diagnosis", title_align="left")
+    return _panel(lines, d)
 
 
 def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: bool = False) -> None:
@@ -132,11 +137,4 @@ def time_panel(summary: dict) -> Panel:
     lines.append("W_rec: spectral radius " + ", ".join(_e(x) for x in d["rho_init"]) + " -> "
                  + ", ".join(_e(x) for x in d["rho_final"]) + "; largest singular value "
                  + ", ".join(_e(x) for x in d["sigma_max_init"]) + " -> " + ", ".join(_e(x) for x in d["sigma_max_final"]))
-    clip = d.get("clipping")
-    if clip:
-        lines.append(f"clipping at {clip['threshold']:.3g}: fired on {100 * clip['fired_share']:.1f}% of steps; "
-                     f"pre-clip norm median {_e(clip['median_norm'])}, max {_e(clip['max_norm'])}")
-    bad = {k: n for k, n in d["nonfinite"].items() if n}
-    if bad:
-        lines.append("[magenta]non-finite values kept[/]: " + ", ".join(f"{k}={n}" for k, n in bad.items()))
-    return Panel("\n".join(lines), title="diagnosis", title_align="left")
+    return _panel(lines, d)
