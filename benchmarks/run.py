@@ -1,6 +1,6 @@
 """vgrun's benchmark: one command, one table, written to results.md and results.json.
 
-    python benchmarks/run.py                          # depths 10 20 50, 2000 steps (~15 min)
+    python benchmarks/run.py                          # depths 10 20 50, 2000 steps (~17 min)
     python benchmarks/run.py --depths 20 --steps 2000 --repeat 3
     python benchmarks/run.py --quick                  # 200 steps, writes results-quick.*
 
@@ -13,16 +13,20 @@ after another (never two timings at once), each in a fresh process:
                 (all files written) = wall; peak RSS of the process (os.wait4);
                 compile_s, train_s, steps_per_s from the run folder's summary.json
   vgrun, warm   the same command again with the same cache dir: compilation is a cache hit
-  no traces     the same job with trace_every=steps (one traced step): steps/s without
-                the per-layer traces -> the cost of the traces
+  no traces     the same job with trace_every=steps (one traced step, hence one chunk):
+                steps/s without the per-layer traces -> the cost of the traces
   PyTorch       benchmarks/torch_mlp.py: the same network, data, optimizer and per-step
                 gradient norms in eager PyTorch, with 1 thread and PyTorch's default
-                threads, each with and without flush-to-zero of subnormals
+                threads, each with and without flush-to-zero of subnormals (FTZ), with
+                PyTorch's default init; and once with vgrun's init (xavier)
   matmul peak   benchmarks/peak.py: jitted float32 matmul loops in JAX at several sizes,
                 XLA on 1 core and on all cores; the peak is the max
 
 GFLOP/s of training counts only the matmuls of forward + backward, analytically:
 3 * 2 * batch * (d_in*w + (depth-1)*w*w + w*d_out) FLOPs per step.
+
+Every timing waits for a quiet machine first and is retried when other processes used
+more than --quiet-cores cores meanwhile (2 cores: a neighbour's job halves a timing).
 """
 
 from __future__ import annotations
@@ -46,11 +50,13 @@ from rich.table import Table
 
 HERE = Path(__file__).resolve().parent
 WIDTH, BATCH, D_IN, D_OUT = 128, 128, 64, 10
-TORCH_VARIANTS = {  # key: (label, threads (0: PyTorch's default), flush denormals)
-    "1": ("torch 1 thread", 1, False),
-    "all": ("torch default threads", 0, False),
-    "1ftz": ("torch 1 thread, FTZ", 1, True),
-    "allftz": ("torch default threads, FTZ", 0, True),
+TORCH_VARIANTS = {  # key: (label, threads (0: PyTorch's default), flush denormals, init)
+    "1": ("torch 1 thread", 1, False, "torch"),
+    "all": ("torch default threads", 0, False, "torch"),
+    "1ftz": ("torch 1 thread, FTZ", 1, True, "torch"),
+    "allftz": ("torch default threads, FTZ", 0, True, "torch"),
+    # vgrun's own init (xavier) instead of PyTorch's: the same network, gradients mostly normal numbers
+    "1xavier": ("torch 1 thread, vgrun's init", 1, False, "xavier"),
 }
 NO_TORCH = "torch not installed"
 NOISE: list[float] = []  # per timing: cores used by other processes meanwhile
@@ -136,8 +142,9 @@ def vgrun_job(depth: int, steps: int, trace_every: int, cache: Path, work: Path,
             "other_cores": t["others"], "cmd": " ".join(cmd[1:])}
 
 
-def torch_job(depth: int, steps: int, threads: int, ftz: bool) -> dict:
-    cmd = [sys.executable, str(HERE / "torch_mlp.py"), f"--depth={depth}", f"--steps={steps}", f"--threads={threads}"]
+def torch_job(depth: int, steps: int, threads: int, ftz: bool, init: str) -> dict:
+    cmd = [sys.executable, str(HERE / "torch_mlp.py"), f"--depth={depth}", f"--steps={steps}", f"--threads={threads}",
+           f"--init={init}"]
     if ftz:
         cmd.append("--flush-denormal")
     t = timed(cmd)
@@ -172,12 +179,12 @@ def measure_depth(depth: int, args, work: Path) -> dict:
             console.print(f"  depth {depth}, repeat {r + 1}/{args.repeat}: vgrun {name}", style="dim")
             rep[name] = vgrun_job(depth, args.steps, every, cache, work, f"d{depth}-r{r}-{name}", name == "cold")
         for key in args.torch:
-            label, threads, ftz = TORCH_VARIANTS[key]
+            label, threads, ftz, init = TORCH_VARIANTS[key]
             if not args.has_torch:
                 rep[key] = None
                 continue
             console.print(f"  depth {depth}, repeat {r + 1}/{args.repeat}: {label}", style="dim")
-            rep[key] = torch_job(depth, args.steps, threads, ftz)
+            rep[key] = torch_job(depth, args.steps, threads, ftz, init)
         reps.append(rep)
     out = {"depth": depth, "repeats": reps}
     for k in reps[0]:

@@ -4,7 +4,8 @@
 
 The same work as `vgrun model=mlp depth=D act=sigmoid` (data=digits, width 128, batch
 128, 2000 steps, trace_every=1):
-  - network 64 -> 128 (x depth hidden layers, sigmoid) -> 10, default nn.Linear init;
+  - network 64 -> 128 (x depth hidden layers, sigmoid) -> 10, default nn.Linear init
+    (U[+-1/sqrt(fan_in)] weights and biases; --init xavier: vgrun's default init);
   - batches of 128 drawn with replacement from the digits training split, which mirrors
     vgrun/data.py (scikit-learn's bundled digits.csv.gz, pixels / 16, a
     numpy default_rng(0) permutation whose first 25% is the held-out set);
@@ -74,6 +75,8 @@ def main() -> None:
     ap.add_argument("--lr", type=float, default=0.03)
     ap.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: PyTorch's default)")
     ap.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True)")
+    ap.add_argument("--init", choices=["torch", "xavier"], default="torch",
+                    help="PyTorch's default nn.Linear init, or vgrun's default (init=xavier: N(0, 2/(n_in+n_out)), zero bias)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -84,6 +87,12 @@ def main() -> None:
 
     x_tr, y_tr, x_te, y_te = (torch.from_numpy(a) for a in digits())
     model = MLP(x_tr.shape[1], args.width, args.depth, 10)
+    if args.init == "xavier":
+        with torch.no_grad():
+            for lin in model.linears:
+                fan_out, fan_in = lin.weight.shape
+                lin.weight.normal_(0.0, (2.0 / (fan_in + fan_out)) ** 0.5)
+                lin.bias.zero_()
     opt = torch.optim.SGD(model.parameters(), lr=args.lr)
     weights = [lin.weight for lin in model.linears]
     n_layers = len(weights)
@@ -128,6 +137,7 @@ def main() -> None:
         "steps": args.steps,
         "threads": torch.get_num_threads(),
         "flush_denormal": bool(ftz),
+        "init": args.init,
         "train_s": train_s,
         "steps_per_s": args.steps / train_s,
         "final_loss": float(logs["loss"][-max(1, args.steps // 20):].mean()),
