@@ -293,7 +293,8 @@ def machine() -> dict:
             versions[mod] = None
     try:  # the vgrun code measured (the CLI runs from the work tree in an editable install)
         git = ["git", "-C", str(HERE.parent)]
-        commit = subprocess.run(git + ["rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+        commit = subprocess.run(git + ["log", "-1", "--format=%h", "--", "vgrun", "pyproject.toml"],
+                                capture_output=True, text=True).stdout.strip()  # the last commit that changed vgrun
         dirty = subprocess.run(git + ["status", "--porcelain", "vgrun"], capture_output=True, text=True).stdout.strip()
         commit = commit + (" + uncommitted changes in vgrun/" if dirty else "")
     except OSError:

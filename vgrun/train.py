@@ -174,6 +174,7 @@ def run(cfg, problem: Problem | None = None, key=None, on_chunk=None, should_sto
     t0 = time.perf_counter()
     carry = prog.init(jax.random.PRNGKey(cfg.seed) if key is None else key)
     chunk = prog.chunk.lower(carry, d).compile()
+    evaluate = prog.evaluate.lower(carry, d).compile()  # compiled here, so train_s is training only
     compile_s = time.perf_counter() - t0
     metrics, traces, status = [], [], "completed"
     for i in range(prog.n_chunks):
@@ -189,7 +190,7 @@ def run(cfg, problem: Problem | None = None, key=None, on_chunk=None, should_sto
         if should_stop() and i + 1 < prog.n_chunks:
             status = "interrupted"
             break
-    test = tuple(float(v) for v in prog.evaluate(carry, d))
+    test = tuple(float(v) for v in evaluate(carry, d))
     train_s = time.perf_counter() - t0 - compile_s
     metrics = {k: np.concatenate([m[k] for m in metrics]) for k in metrics[0]}
     traces = type(traces[0])(*(np.concatenate([getattr(t, f) for t in traces]) for f in traces[0]._fields))
