@@ -187,7 +187,11 @@ def run_doya(cfg: Config, run_dir: Path, t_start: float) -> int:
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def _hydra_main(dcfg: DictConfig) -> int:
-    return run_job(dcfg)
+    code = run_job(dcfg)
+    from vgrun import claims
+
+    claims.after_job(dcfg)  # a single run judges its preset's claims; a sweep's are judged by ClaimsCallback
+    return code
 
 
 def main() -> None:
@@ -199,6 +203,10 @@ def main() -> None:
         _bad_input(e)
     register()
     _hydra_main()
+    from vgrun import claims
+
+    if claims.failed():  # set by after_job or ClaimsCallback (Hydra swallows a callback's exit)
+        sys.exit(claims.EXIT_CLAIM_FAILED)
 
 
 if __name__ == "__main__":

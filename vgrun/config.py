@@ -10,7 +10,7 @@ and the valid choices. Nothing here imports JAX.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, List, Optional
 
 from vgrun.names import (ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RECURRENT, RNN_FORMS,
                          SCHEDULES, TASKS)
@@ -132,6 +132,8 @@ class Config:
     chunks: int = 20  # the run is scanned in chunks: progress, Ctrl-C and held-out metrics between chunks
     bn_momentum: float = 0.9  # batchnorm running statistics
     threads: int = 1  # XLA CPU threads; 1 is fastest for small nets (see README)
+    expect: List[Any] = field(default_factory=list)  # claims a preset makes about its results (vgrun/claims.py)
+    check: bool = True  # judge the `expect` claims after the run or sweep; false: run without judging
 
 
 def _choice(key: str, value, choices) -> None:

@@ -1,0 +1,363 @@
+"""Claims a preset makes about its own results, judged after the run or the sweep.
+
+A preset's `expect:` block is a list of claims, each a small mapping:
+
+    - name: he init keeps the back-propagated gradient level (He et al. 2015, eq. 14)
+      metric: delta_var_ratio_init    # a derived metric (DERIVED below) or a dotted path into
+                                      # summary.json, e.g. diagnosis.theory.measured_over_predicted
+      where: {init: he}               # the job(s) whose config matches (dotted keys; a group such as
+                                      # init matches its name); omitted: every job
+      per: diagnosis.baseline_loss    # optional: divide by another metric of the same job(s)
+      vs: {init: xavier}              # optional: divide by the same metric of another arm
+      combine: ratio                  # with vs: ratio (default) or diff (where - vs)
+      op: approx                      # < <= > >= == != approx between
+      threshold: 1.0                  # between: [lo, hi]
+      rel: 0.1                        # approx: |measured - threshold| <= rel * |threshold| (or abs:)
+      source: He, Zhang, Ren & Sun (2015), eq. 14
+
+When several jobs match `where` (seeds), the measured value is their median. A claim
+whose jobs are absent is skipped in a single run (the user chose one arm) and fails in
+a sweep (a job went missing). The result of every claim goes to `claims.json` in the
+run or sweep folder; any failure makes the command exit with EXIT_CLAIM_FAILED.
+
+Thresholds come from the papers or from theory, never from our own measurements.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from dataclasses import dataclass, field
+from pathlib import Path
+
+EXIT_CLAIM_FAILED = 1
+OPS = ("<", "<=", ">", ">=", "==", "!=", "approx", "between")
+KEYS = {"name", "metric", "where", "per", "vs", "combine", "op", "threshold", "rel", "abs", "source"}
+class NoJob(Exception):
+    """No run folder matches a claim's `where` (or `vs`)."""
+
+
+_failed = False  # set when a judged claim fails; cli.main turns it into the exit code
+
+
+# --- runs and metrics -----------------------------------------------------------------
+
+
+@dataclass
+class Run:
+    """One job's folder: its summary.json and, on demand, its traces table."""
+
+    path: Path
+    summary: dict
+    _traces: object = field(default=None, repr=False)
+
+    @property
+    def config(self) -> dict:
+        return self.summary.get("config", {})
+
+    def traces(self):
+        if self._traces is None:
+            import pandas as pd
+
+            self._traces = pd.read_parquet(self.path / "traces.parquet")
+        return self._traces
+
+
+def _number(x):
+    """JSON keeps inf/nan as strings ("inf", "nan"): give them back as floats."""
+    if isinstance(x, str) and x in ("inf", "-inf", "nan"):
+        return float(x)
+    return x
+
+
+def lookup(tree, dotted: str):
+    """tree['a']['b'] for 'a.b'; list items by index ('rows.0.x'); KeyError when absent."""
+    for part in dotted.split("."):
+        if isinstance(tree, list):
+            tree = tree[int(part)]
+        elif isinstance(tree, dict) and part in tree:
+            tree = tree[part]
+        else:
+            raise KeyError(dotted)
+    return _number(tree)
+
+
+def _factor_sq(values) -> float:
+    """Least-squares per-layer factor of values[l]^2 between consecutive layers (going down)."""
+    import numpy as np
+
+    y = np.log(np.asarray(values, np.float64) ** 2)
+    if len(y) < 2 or not np.isfinite(y).all():
+        return math.nan
+    return float(np.exp(-np.polyfit(np.arange(len(y)), y, 1)[0]))
+
+
+def delta_var_ratio_init(run: Run) -> float:
+    """Var(delta_l) / Var(delta_{l+1}) at step 0: the squared per-layer factor of the diagnosis."""
+    f = _number(lookup(run.summary, "diagnosis.per_layer_factor_init"))
+    return math.nan if f is None else float(f) ** 2
+
+
+def grad_w_var_ratio_init(run: Run) -> float:
+    """|dL/dW_l|^2 / |dL/dW_{l+1}|^2 at step 0 over hidden-to-hidden layers 1..depth-1.
+
+    Those matrices are all width x width, so the ratio of squared norms is the ratio of
+    the per-entry second moments (the "variance" of Glorot & Bengio 2010, eq. 14); layer 0
+    is left out because its input is the data, not a hidden layer.
+    """
+    t = run.traces()
+    depth = run.config["depth"]
+    first = t[(t["step"] == t["step"].min()) & (t["layer"] >= 1) & (t["layer"] < depth)].sort_values("layer")
+    return _factor_sq(first["grad_w"].to_numpy())
+
+
+def top_act_mean_min(run: Run) -> float:
+    """The lowest mean activation of the top hidden layer over the traced steps."""
+    t = run.traces()
+    return float(t[t["layer"] == run.config["depth"] - 1]["act_mean"].min())
+
+
+def top_act_mean_init(run: Run) -> float:
+    """The mean activation of the top hidden layer at step 0."""
+    t = run.traces()
+    top = t[t["layer"] == run.config["depth"] - 1]
+    return float(top[top["step"] == top["step"].min()]["act_mean"].iloc[0])
+
+
+DERIVED = {f.__name__: f for f in (delta_var_ratio_init, grad_w_var_ratio_init, top_act_mean_min, top_act_mean_init)}
+
+
+def measure(run: Run, metric: str):
+    if metric in DERIVED:
+        return DERIVED[metric](run)
+    return lookup(run.summary, metric)
+
+
+def matches(config: dict, where: dict) -> bool:
+    """Every `where` key equals the config's value; a group (a dict with `name`) matches its name."""
+    for key, want in (where or {}).items():
+        try:
+            have = lookup(config, key)
+        except (KeyError, IndexError, ValueError):
+            return False
+        if isinstance(have, dict) and "name" in have:
+            have = have["name"]
+        if isinstance(want, (int, float)) and isinstance(have, (int, float)) and not isinstance(want, bool):
+            if not math.isclose(float(want), float(have), rel_tol=1e-9, abs_tol=1e-12):
+                return False
+        elif have != want:
+            return False
+    return True
+
+
+# --- judging ---------------------------------------------------------------------------
+
+
+def problems(claim) -> list[str]:
+    """What is wrong with a claim's form (empty: well formed)."""
+    if not isinstance(claim, dict):
+        return [f"a claim must be a mapping, got {claim!r}"]
+    out = [f"unknown key {k!r}" for k in claim if k not in KEYS]
+    if "metric" not in claim:
+        out.append("no metric")
+    elif not isinstance(claim["metric"], str):
+        out.append("metric must be a string")
+    op = claim.get("op")
+    if op not in OPS:
+        out.append(f"op={op!r}; expected one of {', '.join(OPS)}")
+    if "threshold" not in claim:
+        out.append("no threshold")
+    if op == "approx" and ("rel" in claim) == ("abs" in claim):
+        out.append("approx needs exactly one of rel, abs")
+    if op == "between" and not (isinstance(claim.get("threshold"), list) and len(claim["threshold"]) == 2):
+        out.append("between needs threshold: [lo, hi]")
+    if claim.get("combine", "ratio") not in ("ratio", "diff"):
+        out.append("combine must be ratio or diff")
+    for key in ("where", "vs"):
+        if claim.get(key) is not None and not isinstance(claim[key], dict):
+            out.append(f"{key} must be a mapping of config keys to values")
+    return out
+
+
+def compare(measured, op: str, threshold, rel=None, abs_=None) -> bool:
+    if op in ("==", "!="):
+        return (measured == threshold) == (op == "==")
+    if not isinstance(measured, (int, float)) or isinstance(measured, bool) or not math.isfinite(measured):
+        return False  # a diverged run's nan, a missing number: the claim is not shown
+    if op == "between":
+        return threshold[0] <= measured <= threshold[1]
+    if op == "approx":
+        tol = abs_ if abs_ is not None else rel * abs(threshold)
+        return abs(measured - threshold) <= tol
+    return {"<": measured < threshold, "<=": measured <= threshold,
+            ">": measured > threshold, ">=": measured >= threshold}[op]
+
+
+def _aggregate(values: list):
+    nums = [v for v in values if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if len(nums) == len(values):
+        return float(statistics.median(nums)) if len(nums) > 1 else nums[0]
+    distinct = sorted({json.dumps(v) for v in values})
+    return values[0] if len(distinct) == 1 else "mixed: " + ", ".join(distinct)
+
+
+def _value(runs: list[Run], where: dict, claim: dict):
+    """The claim's metric (divided by `per`) over the jobs matching where: (value, paths)."""
+    chosen = [r for r in runs if matches(r.config, where)]
+    if not chosen:
+        raise NoJob(f"no job matches {where}")
+    values = []
+    for r in chosen:
+        v = measure(r, claim["metric"])
+        if claim.get("per"):
+            v = v / measure(r, claim["per"])
+        values.append(v)
+    return _aggregate(values), [str(r.path) for r in chosen]
+
+
+def judge(claim: dict, runs: list[Run], sweep: bool) -> dict:
+    """One claim against the runs: the claim's fields plus measured, status (pass|fail|skip), note."""
+    out = {k: claim.get(k) for k in ("name", "metric", "where", "per", "vs", "op", "threshold", "source")}
+    out["name"] = out["name"] or claim.get("metric", "?")
+    bad = problems(claim)
+    if bad:
+        return {**out, "measured": None, "status": "fail", "note": "invalid claim: " + "; ".join(bad)}
+    try:
+        value, paths = _value(runs, claim.get("where") or {}, claim)
+        if claim.get("vs") is not None:
+            other, other_paths = _value(runs, claim["vs"], claim)
+            value = value / other if claim.get("combine", "ratio") == "ratio" else value - other
+            paths += other_paths
+    except NoJob as e:  # no such job: skipped in a single run, a failure in a sweep
+        return {**out, "measured": None, "status": "fail" if sweep else "skip", "note": str(e)}
+    except (KeyError, IndexError, TypeError, ValueError, ZeroDivisionError) as e:
+        return {**out, "measured": None, "status": "fail", "note": f"cannot measure: {type(e).__name__} {e}"}
+    ok = compare(value, claim["op"], claim["threshold"], claim.get("rel"), claim.get("abs"))
+    return {**out, "measured": value, "status": "pass" if ok else "fail", "runs": paths,
+            **{k: claim[k] for k in ("rel", "abs") if k in claim}}
+
+
+def load(paths) -> list[Run]:
+    from vgrun.store import find_runs, load_summary
+
+    return [Run(p, load_summary(p)) for p in find_runs(paths)]
+
+
+def evaluate(claims: list, runs: list[Run], sweep: bool) -> dict:
+    results = [judge(c, runs, sweep) for c in claims]
+    counts = {s: sum(r["status"] == s for r in results) for s in ("pass", "fail", "skip")}
+    return {"passed": counts["fail"] == 0, **counts, "n_runs": len(runs), "claims": results}
+
+
+def write(folder, report: dict) -> Path:
+    from vgrun.store import _json_clean, atomic_write
+
+    path = Path(folder) / "claims.json"
+    text = json.dumps(_json_clean(report), indent=2)
+    atomic_write(path, lambda p: p.write_text(text + "\n"))
+    return path
+
+
+# --- the command line's side: table, claims.json, exit code -----------------------------
+
+
+def _fmt(x) -> str:
+    if isinstance(x, float):
+        return f"{x:.4g}"
+    if isinstance(x, list):
+        return "[" + ", ".join(_fmt(v) for v in x) + "]"
+    return "-" if x is None else str(x)
+
+
+def expected(c: dict) -> str:
+    """The claim's test in words: '< 0.5', '≈ 1 ± 10%', 'in [0.1, 10]'."""
+    op, t = c["op"], c.get("threshold")
+    if op == "approx":
+        tol = f"± {c['rel']:.0%}" if c.get("rel") is not None else f"± {_fmt(c.get('abs'))}"
+        return f"≈ {_fmt(t)} {tol}"
+    if op == "between" and isinstance(t, list):
+        return f"in [{_fmt(t[0])}, {_fmt(t[1])}]"
+    return f"{op} {_fmt(t)}"
+
+
+def table(report: dict, title: str):
+    from rich.table import Table
+
+    style = {"pass": "[bold green]pass[/]", "fail": "[bold red]FAIL[/]", "skip": "[yellow]skip[/]"}
+    t = Table(title=title, title_justify="left", show_lines=False)
+    for col, kw in (("claim", {"ratio": 3}), ("measured", {"justify": "right"}), ("expected", {}),
+                    ("result", {}), ("source", {"ratio": 2, "style": "dim"})):
+        t.add_column(col, overflow="fold", **kw)
+    for c in report["claims"]:
+        measured = _fmt(c.get("measured")) if c.get("note") is None else c["note"]
+        where = ", ".join(f"{k}={v}" for k, v in (c.get("where") or {}).items())
+        name = c["name"] + (f" [dim]({where})[/]" if where else "")
+        t.add_row(name, measured, expected(c) if c.get("op") in OPS else "-", style[c["status"]], c.get("source") or "")
+    return t
+
+
+def judge_folder(folder, claims: list, sweep: bool, console=None) -> dict:
+    """Evaluate, write <folder>/claims.json, print the table, remember a failure for the exit code."""
+    global _failed
+    from rich.console import Console
+
+    console = console or Console()
+    runs = load(folder)
+    report = evaluate(list(claims), runs, sweep)
+    path = write(folder, report)
+    console.print(table(report, f"Claims ({report['pass']} pass, {report['fail']} fail, {report['skip']} skipped)"))
+    verdict = "[bold green]all claims hold[/]" if report["passed"] else "[bold red]a claim failed[/]"
+    console.print(f"{verdict}: {path}")
+    _failed = _failed or not report["passed"]
+    return report
+
+
+def failed() -> bool:
+    return _failed
+
+
+def _plain(dcfg, key):
+    from omegaconf import OmegaConf
+
+    value = OmegaConf.select(dcfg, key)
+    return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
+
+
+def after_job(dcfg) -> None:
+    """A single run (not a sweep's job): judge the preset's claims on this run's folder."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    hc = HydraConfig.get()
+    if hc.mode == RunMode.MULTIRUN or not dcfg.get("check", True) or not dcfg.get("expect"):
+        return
+    judge_folder(Path(hc.runtime.output_dir), _plain(dcfg, "expect"), sweep=False)
+
+
+try:  # the sweep's side needs Hydra; the evaluator above does not
+    from hydra.experimental.callback import Callback
+except ImportError:  # pragma: no cover
+    Callback = object
+
+
+class ClaimsCallback(Callback):
+    """Hydra callback: after a sweep, judge the preset's claims over all its jobs.
+
+    Registered under hydra.callbacks in conf/config.yaml. It does not exit itself: Hydra
+    turns a callback's exception into a warning and calls the other callbacks after it,
+    so the failure is remembered here and `vgrun.cli.main` exits with EXIT_CLAIM_FAILED
+    once Hydra has finished.
+    """
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        global _failed
+        if not config.get("check", True) or not config.get("expect"):
+            return
+        try:
+            judge_folder(Path(str(config.hydra.sweep.dir)), _plain(config, "expect"), sweep=True)
+        except Exception as e:  # Hydra would only warn: an unjudged sweep must not exit 0
+            _failed = True
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[bold red]vgrun: claims could not be judged:[/] {type(e).__name__}: {e}")
