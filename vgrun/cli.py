@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from vgrun import sweep  # noqa: F401  registers the sweep-folder resolver, here and in every sweep worker
 from vgrun.config import Config, ConfigError, register, validate
 
 console = Console(stderr=False)
@@ -25,6 +26,7 @@ err = Console(stderr=True)
 
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
+EXIT_FAILED = 1  # a run that raised, or a sweep with a failed job
 
 
 def setup_jax(cfg: Config) -> None:
@@ -48,8 +50,8 @@ def setup_jax(cfg: Config) -> None:
     cache = os.environ.get("VGRUN_CACHE", str(Path.home() / ".cache" / "vgrun" / "jax"))
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    if cfg.dtype == "float64":
-        jax.config.update("jax_enable_x64", True)
+    # set both ways: a reused sweep worker (joblib) must not keep the previous job's float64
+    jax.config.update("jax_enable_x64", cfg.dtype == "float64")
 
 
 def preload() -> threading.Thread:
@@ -95,13 +97,49 @@ def to_config(dcfg: DictConfig) -> Config:
 
 
 def run_job(dcfg: DictConfig) -> int:
+    """One job. In a sweep a job that raises is a result (`failed`, see vgrun/job.py) and the sweep goes on;
+    a single run that raises exits 1 with one line (the traceback goes to its log)."""
     from hydra.core.hydra_config import HydraConfig
 
+    from vgrun.cores import CoreClaim
+    from vgrun.job import Job
+    from vgrun.store import config_dict
+
+    job = Job.current()
     try:
         cfg = to_config(dcfg)
     except ConfigError as e:
-        _bad_input(e)
-    run_dir = Path(HydraConfig.get().runtime.output_dir)
+        if not job.multirun:
+            _bad_input(e)
+        return _failed(job, e, None, bool(dcfg.get("fail_fast")))
+    config = config_dict(cfg)
+    skip = job.skip_reason(config)
+    if skip:
+        job.skipped(skip, config)
+        console.print(f"skipped {job.run_dir.name}: {skip}", highlight=False)
+        return 0
+    # parallel workers: one core each, claimed before JAX starts its threads (vgrun/cores.py)
+    parallel = job.multirun and "BasicLauncher" not in str(HydraConfig.get().launcher.get("_target_", ""))
+    core = CoreClaim().claim() if parallel and cfg.threads == 1 else None
+    try:
+        return train_job(cfg, job.run_dir)
+    except Exception as e:  # anything: a bug, out of memory, a missing file; Ctrl-C and exits pass through
+        return _failed(job, e, config, cfg.fail_fast)
+    finally:
+        if core is not None:
+            core.release()
+
+
+def _failed(job, e: Exception, config, fail_fast: bool) -> int:
+    message = job.failed(e, config, fail_fast)
+    err.print(f"[bold red]vgrun: error:[/] {job.run_dir.name} failed: {message} (traceback in {job.log_path()})",
+              highlight=False, soft_wrap=True)
+    if not job.multirun:
+        sys.exit(EXIT_FAILED)
+    return EXIT_FAILED
+
+
+def train_job(cfg: Config, run_dir: Path) -> int:
     stop = StopFlag()
     t_start = time.perf_counter()
     loading = preload()
@@ -199,10 +237,13 @@ def main() -> None:
 
     try:
         overrides.check(sys.argv[1:])
+        sweep.check_args(sys.argv[1:])
     except ConfigError as e:
         _bad_input(e)
     register()
     _hydra_main()
+    if sweep.failed_jobs():  # set by SweepSummary after writing the summary (Hydra swallows a callback's exit)
+        sys.exit(EXIT_FAILED)
     from vgrun import claims
 
     if claims.failed():  # set by after_job or ClaimsCallback (Hydra swallows a callback's exit)
@@ -210,4 +251,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    # run the imported module, not __main__: sweep workers (joblib, submitit) unpickle the task as vgrun.cli._hydra_main
+    from vgrun.cli import main as _main
+
+    _main()

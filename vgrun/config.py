@@ -132,6 +132,8 @@ class Config:
     chunks: int = 20  # the run is scanned in chunks: progress, Ctrl-C and held-out metrics between chunks
     bn_momentum: float = 0.9  # batchnorm running statistics
     threads: int = 1  # XLA CPU threads; 1 is fastest for small nets (see README)
+    fail_fast: bool = False  # -m: stop the sweep at the first failed job (later jobs are skipped)
+    resume: Optional[str] = None  # -m: a sweep folder to finish: skip its completed/diverged jobs, rerun the rest
     expect: List[Any] = field(default_factory=list)  # claims a preset makes about its results (vgrun/claims.py)
     check: bool = True  # judge the `expect` claims after the run or sweep; false: run without judging
 

@@ -1,0 +1,145 @@
+"""Sweeps end to end, in subprocesses: folders, the summary, failures, fail-fast, resume, launchers, the cache."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+TINY = ["width=8", "batch_size=16", "steps=20", "chunks=1", "act=tanh"]
+
+
+def vgrun(args, cwd, env=None, wait=True):
+    cmd = [sys.executable, "-m", "vgrun.cli", *args]
+    kw = dict(cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    if not wait:
+        return subprocess.Popen(cmd, **kw)
+    return subprocess.run(cmd, timeout=300, **kw)
+
+
+def job_name(depth):
+    return f"act=tanh,batch_size=16,chunks=1,depth={depth},steps=20,width=8"
+
+
+def summary(path):
+    return json.loads((path / "summary.json").read_text())
+
+
+def block(sweep, depth):
+    """A real failure: a folder squats on the job's traces.parquet, so writing the table raises."""
+    (sweep / job_name(depth) / "traces.parquet").mkdir(parents=True)
+
+
+def test_failure_is_contained_reported_and_resumed(tmp_path):
+    sweep = tmp_path / "sweep"
+    block(sweep, 3)
+    p = vgrun(["-m", "depth=2,3", *TINY, f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert p.returncode == 1, p.stderr  # the sweep finished, and says a job failed
+    assert "Traceback" not in p.stdout + p.stderr
+    ok, bad = sweep / job_name(2), sweep / job_name(3)
+    assert summary(ok)["status"] == "completed" and summary(ok)["config"]["depth"] == 2
+    failed = summary(bad)
+    assert failed["status"] == "failed" and failed["config"]["depth"] == 3
+    assert "traces.parquet" in failed["error"] and failed["log"] == str(bad / "cli.log")
+    assert "Traceback" in (bad / "cli.log").read_text()  # the traceback is in the job's log
+    table = pd.read_csv(sweep / "sweep_summary.csv")
+    assert list(table["job"]) == [job_name(2), job_name(3)]
+    assert list(table["status"]) == ["completed", "failed"]
+    row = table.iloc[0]
+    s = summary(ok)
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc"):
+        assert abs(row[key] - s["final"][key]) <= 1e-12 * abs(s["final"][key])
+    assert abs(row["ratio_first_last"] / s["diagnosis"]["ratio_first_last"] - 1) < 1e-12
+    assert row["verdict"] == s["diagnosis"]["verdict"] and row["wall_s"] > 0
+    assert table.iloc[1]["error"] == failed["error"] and table.iloc[1]["log"] == failed["log"]
+    md = (sweep / "sweep_summary.md").read_text()
+    assert "failed" in md and failed["error"] in md and str(bad / "cli.log") in md
+    assert "failed" in p.stdout and failed["error"] in p.stdout.replace("\n", "")
+    for png in ("sweep_gradients.png", "sweep_ratio.png"):
+        assert (sweep / png).stat().st_size > 10_000
+
+    # resume: the completed job is kept untouched, the failed one runs again
+    (bad / "traces.parquet").rmdir()
+    kept = (ok / "steps.parquet").stat().st_mtime_ns
+    p = vgrun(["-m", "depth=2,3", *TINY, f"resume={sweep}"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert (ok / "steps.parquet").stat().st_mtime_ns == kept
+    assert summary(bad)["status"] == "completed" and summary(bad)["steps_done"] == 20
+    assert sorted(d.name for d in sweep.iterdir() if d.is_dir()) == [job_name(2), job_name(3)]
+    assert list(pd.read_csv(sweep / "sweep_summary.csv")["status"]) == ["completed", "completed"]
+
+
+def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path):
+    sweep = tmp_path / "sweep"
+    block(sweep, 2)
+    p = vgrun(["-m", "depth=2,3,4", *TINY, "fail_fast=true", f"hydra.sweep.dir={sweep}"], tmp_path)
+    assert p.returncode == 1, p.stderr
+    assert summary(sweep / job_name(2))["status"] == "failed"
+    for depth in (3, 4):
+        s = summary(sweep / job_name(depth))
+        assert s["status"] == "skipped" and job_name(2) in s["error"]
+        assert not (sweep / job_name(depth) / "steps.parquet").exists()
+    table = pd.read_csv(sweep / "sweep_summary.csv")
+    assert list(table["status"]) == ["failed", "skipped", "skipped"]
+
+
+def test_a_failed_single_run_is_one_line(tmp_path):
+    run = tmp_path / "run"
+    (run / "traces.parquet").mkdir(parents=True)
+    p = vgrun(["depth=2", *TINY, f"hydra.run.dir={run}"], tmp_path)
+    assert p.returncode == 1
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "traces.parquet" in lines[0] and "cli.log" in lines[0], p.stderr
+    assert "Traceback" not in p.stdout and summary(run)["status"] == "failed"
+
+
+def test_two_sweeps_started_together_never_share_a_folder(tmp_path):
+    # both ask for the same folder, as two sweeps started in the same microsecond would
+    same = f"hydra.sweep.dir=${{vgrun.sweep_dir:null,{tmp_path}/sweep}}"
+    procs = [vgrun(["-m", f"depth={d}", *TINY, same], tmp_path, wait=False) for d in (2, 3)]
+    for proc in procs:
+        out, errs = proc.communicate(timeout=300)
+        assert proc.returncode == 0, errs
+    folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
+    assert folders == ["sweep", "sweep-2"]
+    depths = sorted(summary(next((tmp_path / f).glob("act=*")))["config"]["depth"] for f in folders)
+    assert depths == [2, 3]
+    for f in folders:
+        assert len(list((tmp_path / f).glob("act=*"))) == 1
+
+
+def test_bad_resume_is_one_line(tmp_path):
+    for args in (["-m", "depth=2", f"resume={tmp_path}/nowhere"], ["depth=2", f"resume={tmp_path}"]):
+        p = vgrun(args, tmp_path)
+        assert p.returncode == 2
+        lines = [line for line in p.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "resume" in lines[0], p.stderr
+
+
+def test_joblib_launcher_runs_the_jobs_and_the_cache_is_shared(tmp_path):
+    env = {**os.environ, "VGRUN_CACHE": str(tmp_path / "cache")}
+    args = ["-m", "hydra/launcher=cores", "depth=2,3", *TINY]
+    p = vgrun([*args, f"hydra.sweep.dir={tmp_path}/a"], tmp_path, env)
+    assert p.returncode == 0, p.stderr
+    for d in (2, 3):
+        s = summary(tmp_path / "a" / job_name(d))
+        assert s["status"] == "completed" and s["config"]["depth"] == d
+    logs = "".join((tmp_path / "a" / job_name(d) / "cli.log").read_text() for d in (2, 3))
+    assert logs.count("pinned to core") in (0, 2)  # pinned on a multi-core machine, never half
+    entries = sorted(p.name for p in (tmp_path / "cache").iterdir())
+    assert entries  # both jobs wrote to the one cache
+    p = vgrun([*args, f"hydra.sweep.dir={tmp_path}/b"], tmp_path, env)
+    assert p.returncode == 0, p.stderr
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == entries  # the repeat compiled nothing new
+    a = pd.read_csv(tmp_path / "a" / "sweep_summary.csv")
+    b = pd.read_csv(tmp_path / "b" / "sweep_summary.csv")
+    assert (a["train_loss"] == b["train_loss"]).all()  # same jobs, same numbers
+
+
+def test_submitit_local_launcher(tmp_path):
+    p = vgrun(["-m", "hydra/launcher=submitit_local", "depth=2,3", *TINY, f"hydra.sweep.dir={tmp_path}/s"], tmp_path)
+    assert p.returncode == 0, p.stderr
+    table = pd.read_csv(tmp_path / "s" / "sweep_summary.csv")
+    assert list(table["depth"]) == [2, 3] and (table["status"] == "completed").all()
+    assert (tmp_path / "s" / ".submitit").is_dir()

@@ -1,0 +1,96 @@
+"""Sweeps (`vgrun -m ...`): a fresh folder per sweep, resume, and the summary at the end.
+
+    <sweep>/multirun.yaml              the sweep's config (Hydra)
+    <sweep>/act=relu,depth=20/         one folder per job, named by its overrides
+    <sweep>/sweep_summary.csv, .md     a row per job (SweepSummary, at the end of the sweep)
+    <sweep>/sweep_gradients.png        |delta| against layer (or |dL/dh_t| against t), every job
+    <sweep>/sweep_ratio.png            log10 first/last gradient ratio over two swept axes
+
+The sweep folder is claimed with an exclusive mkdir, so two sweeps started in the same
+microsecond (two processes) get two folders (`...-2`); the job folders inside differ by
+their overrides, which Hydra's sweeper never repeats. `resume=<sweep folder>` runs the
+same sweep into that folder again: jobs whose summary says completed or diverged are
+kept, the rest (failed, skipped, interrupted, running, missing) run again.
+
+Importing this module registers the folder resolver; it stays light (no JAX, no pandas)
+because Hydra imports it for every run.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from vgrun.config import ConfigError
+from vgrun.job import STOP
+
+_FAILED = [False]
+
+
+def sweep_dir(resume, fresh: str) -> str:
+    """The sweep folder: `resume` if given (it must exist), else `fresh`, claimed atomically.
+
+    Hydra caches the value (use_cache), and copies the cache into every job's config,
+    so the whole sweep, joblib workers and submitit jobs included, sees one folder.
+    """
+    if resume not in (None, ""):
+        if not Path(str(resume)).is_dir():
+            raise ConfigError("resume", resume, "an existing sweep folder (one holding multirun.yaml)")
+        return str(resume)
+    base = Path(fresh)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in itertools.count(1):
+        candidate = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+
+
+OmegaConf.register_new_resolver("vgrun.sweep_dir", sweep_dir, use_cache=True, replace=True)
+
+
+def check_args(args: list[str]) -> None:
+    """resume= only with -m, and naming a sweep folder: one clear line before Hydra starts."""
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    for a in args:
+        if a.startswith("resume=") and a != "resume=null":
+            value = a.split("=", 1)[1]
+            if not multirun:
+                raise ConfigError("resume", value, "a sweep folder, with -m (it resumes a sweep)")
+            if not (Path(value) / "multirun.yaml").exists():
+                raise ConfigError("resume", value, "an existing sweep folder (one holding multirun.yaml)")
+
+
+class SweepSummary(Callback):
+    """At the end of a sweep: the table of every job (csv, markdown, printed) and the comparison plots."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        stop = Path(str(config.hydra.sweep.dir)) / STOP
+        stop.unlink(missing_ok=True)  # a resumed sweep starts afresh after a fail_fast stop
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from rich.console import Console
+
+        from vgrun import compare
+
+        folder = Path(str(config.hydra.sweep.dir))
+        console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets the whole table
+        try:
+            table = compare.load_table([folder])
+        except compare.CompareError:
+            console.print(f"sweep {folder}: no job wrote a summary")
+            _FAILED[0] = True
+            return
+        compare.report(console, table, folder, title=f"sweep {folder}")
+        _FAILED[0] = bool((table["status"] == "failed").any())  # the CLI exits non-zero: a script sees it
+
+
+def failed_jobs() -> bool:
+    """Whether the sweep that just ended had a failed job (set by SweepSummary.on_multirun_end)."""
+    return _FAILED[0]
