@@ -95,3 +95,10 @@ def test_clipping_bounds_every_update_and_reports_how_often_it_fired():
 
     c = clipping(cfg, r.metrics)
     assert c["fired_share"] == np.mean(r.metrics["grad_norm"] > 0.01) and c["fired_share"] > 0.5
+
+
+def test_spectral_of_a_diverged_matrix_is_nan_not_a_crash():
+    w = jnp.stack([jnp.eye(3) * 2.0, jnp.full((3, 3), jnp.nan)])  # [2, H, H]: one finite, one diverged
+    rho, smax = jax.jit(rnn.spectral)(w)
+    assert np.allclose(rho[0], 2.0) and np.allclose(smax[0], 2.0)
+    assert np.isnan(rho[1]) and np.isnan(smax[1])

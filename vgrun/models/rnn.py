@@ -46,8 +46,11 @@ def spectral(w: jax.Array) -> tuple[jax.Array, jax.Array]:
     """
     def host(a):
         a = np.asarray(a, np.float64)
-        rho = np.abs(np.linalg.eigvals(a)).max(-1)
-        smax = np.linalg.svd(a, compute_uv=False)[..., 0]
+        rho, smax = np.full(a.shape[:-2], np.nan), np.full(a.shape[:-2], np.nan)
+        ok = np.isfinite(a).all((-2, -1))  # a diverged W_rec reads NaN (LinAlgError would crash the run)
+        if ok.any():
+            rho[ok] = np.abs(np.linalg.eigvals(a[ok])).max(-1)
+            smax[ok] = np.linalg.svd(a[ok], compute_uv=False)[..., 0]
         return rho.astype(w.dtype), smax.astype(w.dtype)
 
     out = jax.ShapeDtypeStruct(w.shape[:-2], w.dtype)
