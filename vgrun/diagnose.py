@@ -53,6 +53,8 @@ def theory_check(cfg, delta0_hidden: np.ndarray) -> dict:
         why = "nonzero weight mean"
     elif cfg.depth < 3:
         why = "depth < 3"
+    elif getattr(cfg, "pretrain", None) is not None and cfg.pretrain.name != "none":
+        why = f"pretrain={cfg.pretrain.name}: step 0 is no longer the initialization"
     if why:
         return {"applies": False, "why": f"mean-field theory not applicable ({why})"}
     from vgrun import theory

@@ -12,6 +12,9 @@ ACTS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu", 
 INIT_NAMES = ("standard", "xavier", "xavier_uniform", "he", "lecun", "orthogonal", "normal", "kumar", "yilmaz_poli")
 NORMS = ("none", "batchnorm", "layernorm")
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "rprop")
+GRADIENT_FREE = ("ga", "openai_es", "sep_cma_es", "cma_es")  # optimizer= choices that never backpropagate
+PRETRAIN = ("none", "autoencoder", "rbm")
+DEVICES = ("auto", "cpu", "gpu")
 SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
 DATASETS = ("digits", "spirals", "teacher")
 TASKS = ("adding", "adding_hs97", "temporal_order", "copy")  # sequence tasks, for recurrent models

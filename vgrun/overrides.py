@@ -13,11 +13,11 @@ import typing
 from pathlib import Path
 
 from vgrun.config import UNKNOWN, Config, ConfigError
-from vgrun.names import ACTS, DTYPES, NORMS
+from vgrun.names import ACTS, DEVICES, DTYPES, NORMS
 
 CONF = Path(__file__).parent / "conf"
-GROUPS = ("model", "init", "optimizer", "data", "experiment")  # config groups: chosen by file name
-NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES}  # plain keys with a fixed set of names
+GROUPS = ("model", "init", "optimizer", "data", "pretrain", "experiment")  # config groups: chosen by file name
+NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES, "device": DEVICES}  # plain keys with a fixed set of names
 _NUMBER = {int: (int,), float: (int, float)}
 
 

@@ -105,10 +105,23 @@ def steps_frame(cfg, metrics: dict):
     return frame
 
 
-def write_tables(run_dir, cfg, metrics: dict, traces, recurrent: bool = False) -> None:
+def write_tables(run_dir, cfg, metrics: dict, traces, recurrent: bool = False, pretrain=None) -> None:
     """traces.parquet (feed-forward: step x layer; recurrent: step x layer x time step),
     layers.parquet (recurrent: step x layer weight statistics), steps.parquet."""
-    run_dir = Path(run_dir)
+    write_frames(run_dir, run_frames(cfg, metrics, traces, recurrent, pretrain))
+
+
+def write_frames(run_dir, tables: dict) -> None:
+    """name -> DataFrame, each to <run_dir>/<name>.parquet, atomically."""
+    for name, frame in tables.items():
+        atomic_write(Path(run_dir) / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
+
+
+def run_frames(cfg, metrics: dict, traces, recurrent: bool = False, pretrain=None) -> dict:
+    """The tables of one run (or of one seed: the `seed` column tells them apart) by name.
+
+    Every row has a `phase`: "train", or with pretraining (`pretrain`, a PretrainLog)
+    "pretrain" (its rows first, at negative steps) and "finetune"."""
     if recurrent:
         from vgrun.temporal import frames
 
@@ -117,8 +130,17 @@ def write_tables(run_dir, cfg, metrics: dict, traces, recurrent: bool = False) -
     else:
         tables = {"traces": traces_frame(cfg, traces, cfg.trace_every)}
     tables["steps"] = steps_frame(cfg, metrics)
-    for name, frame in tables.items():
-        atomic_write(run_dir / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
+    for frame in tables.values():
+        frame["phase"] = "train" if pretrain is None else "finetune"
+    if pretrain is not None:
+        import pandas as pd
+
+        from vgrun.pretrain import frames
+
+        pre = dict(zip(("traces", "steps"), frames(cfg, pretrain, config_columns(cfg))))
+        for name, rows in pre.items():
+            tables[name] = pd.concat([rows, tables[name]], ignore_index=True)
+    return tables
 
 
 def load_summary(path) -> dict:
