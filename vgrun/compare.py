@@ -140,7 +140,7 @@ def swept_keys(frame) -> list[str]:
     """Keys that vary across the runs, in the order the overrides name them (then the other config keys)."""
     named = list(dict.fromkeys(o.split("=", 1)[0].lstrip("+~") for ov in frame["overrides"] for o in ov.split(",") if o))
     named = [k for k in named if k in frame.columns]
-    skip = set(RESULT_COLUMNS) | {"run", "job", "overrides", "seed"} | {f"{g}.name" for g in GROUPS}
+    skip = set(RESULT_COLUMNS) | {"run", "job", "overrides"} | {f"{g}.name" for g in GROUPS}
     others = [c for c in frame.columns if c not in skip and c not in named]
     return [k for k in named + others if k not in skip and frame[k].astype(str).nunique() > 1]
 
@@ -169,7 +169,7 @@ def group_table(frame, by: list[str]):
 
 def _counts(col) -> str:
     counts = col.astype(str).value_counts()
-    return " ".join(f"{k}" if n == 1 and len(counts) == 1 else f"{k}x{n}" for k, n in counts.items())
+    return ", ".join(f"{k}" if len(counts) == 1 else f"{n} {k}" for k, n in counts.items())
 
 
 def report(console, frame, out: Path, title: str, by: list[str] | None = None) -> None:

@@ -76,7 +76,8 @@ def gradient_lines(path: Path, lines, recurrent: bool, title: str) -> None:
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True, constrained_layout=True)
     colors = plt.cm.viridis(np.linspace(0, 0.92, max(len(lines), 1)))
-    for ax, when, name in ((axes[0], "init", "at initialization (step 0)"), (axes[1], "end", "at the end")):
+    panels = ((axes[0], "init", "at initialization (step 0)"), (axes[1], "end", "at the end (last traced step)"))
+    for ax, when, name in panels:
         for color, (label, entry) in zip(colors, lines):
             x, med, lo, hi = _band(entry[when])
             n = len(entry[when])
@@ -124,7 +125,7 @@ def ratio_heatmap(path: Path, frame, keys: list[str]) -> None:
         for j, c in enumerate(cols):
             cell = f[(f[rows_key] == r) & ((f[cols_key] == c) if cols_key else True)]["log_ratio"].dropna()
             grid[i, j] = cell.median() if len(cell) else np.nan
-    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 3, 0.6 * len(rows) + 2), constrained_layout=True)
+    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 4, 0.6 * len(rows) + 2), constrained_layout=True)
     lim = max(1.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 1.0
     im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
     for i in range(len(rows)):
@@ -134,7 +135,7 @@ def ratio_heatmap(path: Path, frame, keys: list[str]) -> None:
     ax.set_xticks(range(len(cols)), [str(c) for c in cols])
     ax.set_ylabel(rows_key)
     ax.set_xlabel(cols_key or "")
-    fig.colorbar(im, ax=ax, label="log10 ratio (default verdict: < -2 vanishing, > 2 exploding)")
+    fig.colorbar(im, ax=ax, label="log10 ratio")  # the default verdict: < -2 vanishing, > 2 exploding
     title = "log10 |delta_first| / |delta_last|" + (f"; median over {', '.join(rest)}" if rest else "")
     if frame["n_seeds"].max() > 1:
         title += " (each run: median over its seeds)"
