@@ -99,7 +99,7 @@ def test_two_sweeps_started_together_never_share_a_folder(tmp_path):
     same = f"hydra.sweep.dir=${{vgrun.sweep_dir:null,{tmp_path}/sweep}}"
     procs = [vgrun(["-m", f"depth={d}", *TINY, same], tmp_path, wait=False) for d in (2, 3)]
     for proc in procs:
-        out, errs = proc.communicate(timeout=300)
+        _, errs = proc.communicate(timeout=300)
         assert proc.returncode == 0, errs
     folders = sorted(p.name for p in tmp_path.iterdir() if p.is_dir())
     assert folders == ["sweep", "sweep-2"]
@@ -143,3 +143,16 @@ def test_submitit_local_launcher(tmp_path):
     table = pd.read_csv(tmp_path / "s" / "sweep_summary.csv")
     assert list(table["depth"]) == [2, 3] and (table["status"] == "completed").all()
     assert (tmp_path / "s" / ".submitit").is_dir()
+
+
+def test_launcher_configs_compose():
+    from hydra import compose, initialize_config_module
+
+    from vgrun.config import register
+
+    register()
+    with initialize_config_module("vgrun.conf", version_base=None):
+        slurm = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
+        cores = compose("config", overrides=["hydra/launcher=cores"], return_hydra_config=True).hydra.launcher
+    assert slurm._target_.endswith("SlurmLauncher") and slurm.cpus_per_task == 1 and slurm.partition is None
+    assert cores._target_.endswith("JoblibLauncher") and cores.n_jobs == -1

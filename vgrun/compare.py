@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from vgrun.job import IGNORED
-from vgrun.store import atomic_write, find_runs, load_summary
+from vgrun.store import find_runs, load_summary
 
 GROUPS = ("model", "init", "optimizer", "data")  # config groups: `init=he` sets init.name
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -130,16 +130,23 @@ def load_table(paths, where: dict | None = None, by=None):
     return frame.reset_index(drop=True)
 
 
+def _order(v) -> tuple:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return (2, "")
+    if not isinstance(v, (str, bool)) and _number(v) is not None:
+        return (0, float(v))
+    return (1, str(v))
+
+
 def _sort_key(col):
     """Numbers in numeric order, then names; None last."""
-    return col.map(lambda v: (2, "") if v is None or v != v else (0, float(v)) if _number(v) is not None
-                   and not isinstance(v, str) else (1, str(v)))
+    return col.map(_order)
 
 
 def swept_keys(frame) -> list[str]:
     """Keys that vary across the runs, in the order the overrides name them (then the other config keys)."""
-    named = list(dict.fromkeys(o.split("=", 1)[0].lstrip("+~") for ov in frame["overrides"] for o in ov.split(",") if o))
-    named = [k for k in named if k in frame.columns]
+    named = (o.split("=", 1)[0].lstrip("+~") for ov in frame["overrides"] for o in ov.split(",") if o)
+    named = [k for k in dict.fromkeys(named) if k in frame.columns]
     skip = set(RESULT_COLUMNS) | {"run", "job", "overrides"} | {f"{g}.name" for g in GROUPS}
     others = [c for c in frame.columns if c not in skip and c not in named]
     return [k for k in named + others if k not in skip and frame[k].astype(str).nunique() > 1]

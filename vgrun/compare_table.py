@@ -50,7 +50,7 @@ def _fixed(frame, keys: list[str]) -> str:
     """The overrides every run shares: the caption of the table."""
     common = None
     for ov in frame["overrides"]:
-        items = set(o for o in ov.split(",") if o)
+        items = {o for o in ov.split(",") if o}
         common = items if common is None else common & items
     return ", ".join(sorted(o for o in common or () if o.split("=", 1)[0] not in keys))
 
@@ -79,7 +79,7 @@ def print_table(console, shown, keys: list[str], title: str, frame) -> None:
 
 
 def _markdown(shown, cols: list[str]) -> str:
-    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731
+    esc = lambda s: str(s).replace("|", "\\|")  # noqa: E731  (a one-liner)
     lines = ["| " + " | ".join(esc(HEADERS.get(c, c)) for c in cols) + " |", "|" + "---|" * len(cols)]
     for row in shown.to_dict("records"):
         lines.append("| " + " | ".join(esc(_fmt(c, row.get(c))) for c in cols) + " |")
@@ -99,7 +99,8 @@ def write_tables(out: Path, frame, grouped, keys: list[str]) -> None:
     problems = _problems(frame)
     if problems:
         text += ["", "## failed or skipped", ""]
-        text += [f"- {status} `{job}`: {error}" + (f" (log: `{log}`)" if log else "") for status, job, error, log in problems]
+        for status, job, error, log in problems:
+            text.append(f"- {status} `{job}`: {error}" + (f" (log: `{log}`)" if log else ""))
     atomic_write(out / "sweep_summary.md", lambda p: p.write_text("\n".join(text) + "\n"))
 
 

@@ -29,7 +29,7 @@ class CoreClaim:
     def __init__(self):
         self.core, self._fd = None, None
 
-    def claim(self) -> "CoreClaim":
+    def claim(self) -> CoreClaim:
         global _ORIGINAL
         try:
             import fcntl

@@ -29,7 +29,7 @@ class Job:
     sweep_dir: Path | None  # multirun only
 
     @staticmethod
-    def current() -> "Job":
+    def current() -> Job:
         """The job Hydra is running now (its folder, and the sweep folder in a multirun)."""
         from hydra.core.hydra_config import HydraConfig
         from hydra.types import RunMode
