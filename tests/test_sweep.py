@@ -156,3 +156,14 @@ def test_launcher_configs_compose():
         cores = compose("config", overrides=["hydra/launcher=cores"], return_hydra_config=True).hydra.launcher
     assert slurm._target_.endswith("SlurmLauncher") and slurm.cpus_per_task == 1 and slurm.partition is None
     assert cores._target_.endswith("JoblibLauncher") and cores.n_jobs == -1
+
+
+def test_job_folder_names_stay_single_and_short():
+    from vgrun.sweep import job_dir
+
+    assert job_dir("act=relu,depth=20") == "act=relu,depth=20"
+    assert job_dir("") == "default"
+    assert "/" not in job_dir("data.path=/a/b,depth=2")
+    long = ",".join(f"optimizer.clip_norm{i}={i}.0" for i in range(30))
+    a, b = job_dir(long), job_dir(long + "1")
+    assert len(a.encode()) <= 200 and a.startswith("optimizer.clip_norm0=0.0,") and a != b

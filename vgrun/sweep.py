@@ -18,6 +18,7 @@ because Hydra imports it for every run.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import sys
 from pathlib import Path
@@ -52,7 +53,21 @@ def sweep_dir(resume, fresh: str) -> str:
         return str(candidate)
 
 
+def job_dir(overrides: str) -> str:
+    """A job's folder name: its overrides (`act=relu,depth=20`), made a safe single name.
+
+    A '/' in a value would nest folders, and a name past the filesystem's 255-byte limit
+    would fail the job's mkdir; a long name keeps its readable start and gains a hash of the whole.
+    """
+    name = overrides.replace("/", "%2F") or "default"
+    if len(name.encode()) > 200:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        name = name.encode()[:180].decode(errors="ignore") + "-" + digest
+    return name
+
+
 OmegaConf.register_new_resolver("vgrun.sweep_dir", sweep_dir, use_cache=True, replace=True)
+OmegaConf.register_new_resolver("vgrun.job_dir", job_dir, replace=True)
 
 
 def check_args(args: list[str]) -> None:
