@@ -167,3 +167,24 @@ def test_job_folder_names_stay_single_and_short():
     long = ",".join(f"optimizer.clip_norm{i}={i}.0" for i in range(30))
     a, b = job_dir(long), job_dir(long + "1")
     assert len(a.encode()) <= 200 and a.startswith("optimizer.clip_norm0=0.0,") and a != b
+
+
+def test_setup_jax_leaves_no_thread_pinned_to_the_first_core():
+    """XLA sizes its pool under a narrow mask, then every thread gets the whole machine back, or two
+    processes would compute on the same core."""
+    if len(os.sched_getaffinity(0)) < 2:
+        return  # one core: nothing to spread over
+    code = """if True:
+        import os
+        from vgrun.cli import setup_jax
+        from vgrun.config import Config
+        setup_jax(Config())
+        import jax.numpy as jnp
+        x = jnp.ones((64, 64)); (x @ x).block_until_ready()
+        masks = {os.sched_getaffinity(int(t)) == os.sched_getaffinity(0) for t in os.listdir("/proc/self/task")}
+        print(len(os.listdir("/proc/self/task")), masks)
+    """
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    n, masks = p.stdout.split(" ", 1)
+    assert int(n) > 1 and masks.strip() == "{True}"

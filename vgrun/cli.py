@@ -46,7 +46,9 @@ def setup_jax(cfg: Config) -> None:
         jax.devices()
     finally:
         if pin:
-            os.sched_setaffinity(0, allowed)
+            from vgrun.cores import pin_all
+
+            pin_all(allowed)  # every thread: those XLA started meanwhile inherited the narrow mask
     cache = os.environ.get("VGRUN_CACHE", str(Path.home() / ".cache" / "vgrun" / "jax"))
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)

@@ -36,7 +36,7 @@ class CoreClaim:
 
             if _ORIGINAL is None:
                 _ORIGINAL = sorted(os.sched_getaffinity(0))
-            _pin_all(_ORIGINAL)
+            pin_all(_ORIGINAL)
             if len(_ORIGINAL) < 2:
                 return self
             lock_dir().mkdir(parents=True, exist_ok=True)
@@ -47,7 +47,7 @@ class CoreClaim:
                 except OSError:
                     os.close(fd)
                     continue
-                _pin_all([core])
+                pin_all([core])
                 self.core, self._fd = core, fd
                 logging.getLogger("vgrun").info("pinned to core %d of %s", core, _ORIGINAL)
                 return self
@@ -61,7 +61,7 @@ class CoreClaim:
             self.core, self._fd = None, None
 
 
-def _pin_all(cpus) -> None:
+def pin_all(cpus) -> None:
     """Set the affinity of every thread of this process: on Linux sched_setaffinity(0) moves only the
     calling thread, and a reused worker's XLA threads were started on the previous job's core."""
     try:
