@@ -111,11 +111,11 @@ def ratio_heatmap(path: Path, frame, keys: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vgrun.compare import _sort_key
+    from vgrun.compare import _sort_key, swept_keys
     from vgrun.store import atomic_write
 
     axes = heat_axes(frame, keys)
-    rest = [k for k in keys if k not in axes]
+    rest = [k for k in swept_keys(frame) if k not in axes]  # folded into each cell by the median
     f = frame.assign(log_ratio=np.log10(frame["ratio_first_last"].astype(float).where(lambda r: r > 0)))
     rows_key, cols_key = (axes + [None])[:2]
     rows = f[rows_key].drop_duplicates().sort_values(key=_sort_key).tolist()
@@ -132,7 +132,7 @@ def ratio_heatmap(path: Path, frame, keys: list[str]) -> None:
         for j in range(len(cols)):
             ax.text(j, i, "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8)
     ax.set_yticks(range(len(rows)), [str(r) for r in rows])
-    ax.set_xticks(range(len(cols)), [str(c) for c in cols])
+    ax.set_xticks(range(len(cols)) if cols_key else [], [str(c) for c in cols] if cols_key else [])
     ax.set_ylabel(rows_key)
     ax.set_xlabel(cols_key or "")
     fig.colorbar(im, ax=ax, label="log10 ratio")  # the default verdict: < -2 vanishing, > 2 exploding
