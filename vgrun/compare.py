@@ -145,7 +145,8 @@ def _sort_key(col):
 
 def swept_keys(frame) -> list[str]:
     """Keys that vary across the runs, in the order the overrides name them (then the other config keys)."""
-    named = (o.split("=", 1)[0].lstrip("+~") for ov in frame["overrides"] for o in ov.split(",") if o)
+    overrides = frame["overrides"] if "overrides" in frame.columns else []
+    named = (o.split("=", 1)[0].lstrip("+~") for ov in overrides for o in ov.split(",") if o)
     named = [k for k in dict.fromkeys(named) if k in frame.columns]
     skip = set(RESULT_COLUMNS) | {"run", "job", "overrides"} | {f"{g}.name" for g in GROUPS}
     others = [c for c in frame.columns if c not in skip and c not in named]
