@@ -42,6 +42,8 @@ def setup_jax(cfg: Config) -> None:
         os.sched_setaffinity(0, sorted(allowed)[: cfg.threads])
     import jax
 
+    if cfg.device == "cpu":  # before the backends start; auto keeps JAX's default (a GPU when it has one)
+        jax.config.update("jax_platforms", "cpu")
     try:
         jax.devices()
     finally:
@@ -49,6 +51,12 @@ def setup_jax(cfg: Config) -> None:
             from vgrun.cores import pin_all
 
             pin_all(allowed)  # every thread: those XLA started meanwhile inherited the narrow mask
+    if cfg.device == "gpu":
+        try:
+            gpu = jax.devices("gpu")[0]
+        except RuntimeError:
+            raise ConfigError("device", "gpu", f"auto or cpu: JAX sees no GPU here (backend {jax.default_backend()!r})")
+        jax.config.update("jax_default_device", gpu)
     cache = os.environ.get("VGRUN_CACHE", str(Path.home() / ".cache" / "vgrun" / "jax"))
     jax.config.update("jax_compilation_cache_dir", cache)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
@@ -121,10 +129,15 @@ def run_job(dcfg: DictConfig) -> int:
         console.print(f"skipped {job.run_dir.name}: {skip}", highlight=False)
         return 0
     # parallel workers: one core each, claimed before JAX starts its threads (vgrun/cores.py)
-    parallel = job.multirun and "BasicLauncher" not in str(HydraConfig.get().launcher.get("_target_", ""))
+    launcher = str(HydraConfig.get().launcher.get("_target_", ""))
+    parallel = job.multirun and not any(name in launcher for name in ("BasicLauncher", "VectorizedLauncher"))
     core = CoreClaim().claim() if parallel and cfg.threads == 1 else None
     try:
         return train_job(cfg, job.run_dir)
+    except ConfigError as e:  # found only once JAX is up: device=gpu without one, cma_es on a large net
+        if not job.multirun:
+            _bad_input(e)
+        return _failed(job, e, config, cfg.fail_fast)
     except Exception as e:  # anything: a bug, out of memory, a missing file; Ctrl-C and exits pass through
         return _failed(job, e, config, cfg.fail_fast)
     finally:
@@ -149,61 +162,50 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     if cfg.model.name == "doya":
         return run_doya(cfg, run_dir, t_start)
 
-    from vgrun import store, temporal, train
-    from vgrun.diagnose import clipping, diagnose
-    from vgrun.plots import gradient_flow, gradient_through_time
+    from vgrun import hyper, record, store, train, vectorize
     from vgrun.report import print_run
 
     summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg)}
     store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
-    title = f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} opt={cfg.optimizer.name}"
-    if train.is_recurrent(cfg):
-        title = f"{cfg.model.name} width={cfg.width} act={cfg.act} data={cfg.data.name} seq_len={cfg.seq_len}"
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), console=console, transient=False,
-    ) as progress:
-        task = progress.add_task("compiling", total=cfg.steps, info="")
-
-        def on_chunk(i, prog, m):
-            progress.update(task, description="training", completed=i * prog.chunk_steps,
-                            info=f"loss {m['loss'][-1]:.4f}")
-
-        res = train.run(cfg, on_chunk=on_chunk, should_stop=stop)
-    loading.join()
-    steps_done = len(res.metrics["loss"])
     recurrent = train.is_recurrent(cfg)
+    title = f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} opt={cfg.optimizer.name}"
     if recurrent:
-        diagnosis = temporal.diagnose(cfg, res.traces, res.status)
+        title = f"{cfg.model.name} width={cfg.width} act={cfg.act} data={cfg.data.name} seq_len={cfg.seq_len}"
+    done = vectorize.take(run_dir)  # trained already, with other jobs in one vmapped program
+    if done is None:
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), console=console, transient=False,
+        ) as progress:
+            task = progress.add_task("compiling", total=cfg.steps, info="")
+
+            def on_chunk(i, prog, m):
+                progress.update(task, description="training", completed=i * prog.chunk_steps,
+                                info=f"loss {m['loss'][-1]:.4f}")
+
+            results = train.run_members(cfg, [hyper.values(cfg)] * cfg.seeds, on_chunk=on_chunk, should_stop=stop)
+        group = {"members": cfg.seeds}
     else:
-        diagnosis = diagnose(cfg, res.metrics, res.traces, res.status, res.problem.baseline)
-    diagnosis["clipping"] = clipping(cfg, res.metrics)
-    diagnosis["baseline_loss"] = res.problem.baseline
-    tail = max(1, steps_done // 20)
-    summary.update(
-        status=res.status,
-        steps_done=steps_done,
-        final={
-            "train_loss": float(res.metrics["loss"][-tail:].mean()),
-            "train_acc": float(res.metrics["acc"][-tail:].mean()),
-            "test_loss": res.test[0],
-            "test_acc": res.test[1],
-        },
-        diagnosis=diagnosis,
-    )
-    store.write_tables(run_dir, cfg, res.metrics, res.traces, recurrent)
-    (gradient_through_time if recurrent else gradient_flow)(run_dir / "gradient_flow.png", res.traces,
-                                                            cfg.trace_every, title)
+        results, group = done
+    loading.join()
+    summary, med = record.write(cfg, results, run_dir, summary, recurrent, title)
+    res = results[0]
+    steps = sum(len(r.metrics["loss"]) for r in results)  # all members' steps: the program's throughput
     summary["timing"] = {
         "wall_s": time.perf_counter() - t_start,
         "compile_s": res.compile_s,
         "train_s": res.train_s,
-        "steps_per_s": steps_done / res.train_s if res.train_s > 0 else None,
+        "steps_per_s": steps / res.train_s if res.train_s > 0 else None,
+        **group,
     }
     store.write_summary(run_dir, summary)
-    print_run(console, cfg, summary, res.traces, run_dir, recurrent)
-    if res.status == "interrupted":
-        err.print(f"interrupted after {steps_done} steps: partial run written to {run_dir}")
+    print_run(console, cfg, summary, med.traces, run_dir, recurrent)
+    if summary.get("pretrain"):  # vgrun/pretrain.py: what the pretraining phase did
+        from vgrun.pretrain import summary_line
+
+        console.print(summary_line(cfg, summary["pretrain"]), highlight=False, soft_wrap=True)
+    if summary["status"] == "interrupted":
+        err.print(f"interrupted after {summary['steps_done']} steps: partial run written to {run_dir}")
         sys.exit(EXIT_INTERRUPTED)
     return 0
 

@@ -14,6 +14,7 @@ from typing import Any, List, Optional
 
 from vgrun.names import (ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RECURRENT, RNN_FORMS,
                          SCHEDULES, TASKS)
+from vgrun.names import DEVICES, GRADIENT_FREE, PRETRAIN
 
 
 UNKNOWN = object()  # the value of a key that does not exist
@@ -68,6 +69,8 @@ class OptimizerConfig:
     decay_rate: float = 0.01  # exponential: lr * decay_rate ** (step / steps)
     clip_norm: Optional[float] = None  # clip by global norm (Pascanu et al. 2013)
     clip_value: Optional[float] = None  # clip each entry to [-v, v]
+    popsize: int = 64  # gradient-free (vgrun/evolve.py): candidate networks per generation
+    sigma: float = 0.02  # gradient-free: std of the weight perturbations (ga mutation, ES search std)
 
 
 @dataclass
@@ -81,6 +84,18 @@ class DataConfig:
     noise: float = 0.1  # label / coordinate noise for synthetic tasks
     teacher_depth: int = 2  # teacher: hidden layers of the random tanh teacher
     teacher_width: int = 32
+
+
+@dataclass
+class PretrainConfig:
+    """Greedy layer-wise pretraining of the hidden layers before fine-tuning (vgrun/pretrain.py)."""
+
+    name: str = "none"  # none | autoencoder (Bengio et al. 2007) | rbm (Hinton, Osindero & Teh 2006)
+    steps: int = 500  # updates per layer
+    lr: float = 0.1  # SGD step (autoencoder) / CD learning rate (rbm)
+    batch_size: int = 64
+    k: int = 1  # rbm: Gibbs steps of CD-k
+    log_every: int = 50  # reconstruction error recorded every this many updates (divides steps)
 
 
 @dataclass
@@ -119,6 +134,7 @@ class Config:
     data: DataConfig = field(default_factory=DataConfig)
     diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
     doya: DoyaConfig = field(default_factory=DoyaConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     depth: int = 10  # hidden layers (recurrent: stacked recurrent layers)
     width: int = 128  # units per hidden layer
     seq_len: int = 50  # recurrent tasks: sequence length T
@@ -127,11 +143,13 @@ class Config:
     steps: int = 2000
     batch_size: int = 128
     seed: int = 0
+    seeds: int = 1  # train seeds seed .. seed+seeds-1 as one vmapped program (one run folder, a `seed` column)
     dtype: str = "float32"  # float64 measures gradients far below float32's range
     trace_every: int = 1  # record per-layer traces every k steps
     chunks: int = 20  # the run is scanned in chunks: progress, Ctrl-C and held-out metrics between chunks
     bn_momentum: float = 0.9  # batchnorm running statistics
     threads: int = 1  # XLA CPU threads; 1 is fastest for small nets (see README)
+    device: str = "auto"  # auto (JAX's default backend) | cpu | gpu
     fail_fast: bool = False  # -m: stop the sweep at the first failed job (later jobs are skipped)
     resume: Optional[str] = None  # -m: a sweep folder to finish: skip its completed/diverged jobs, rerun the rest
     expect: List[Any] = field(default_factory=list)  # claims a preset makes about its results (vgrun/claims.py)
@@ -156,11 +174,13 @@ def validate(cfg: Config) -> Config:
     _choice("norm", cfg.norm, NORMS)
     _choice("model.form", cfg.model.form, RNN_FORMS)
     _choice("model.rec_init", cfg.model.rec_init, REC_INITS)
-    _choice("optimizer", cfg.optimizer.name, OPTIMIZERS)
+    _choice("optimizer", cfg.optimizer.name, OPTIMIZERS + GRADIENT_FREE)
     _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     _choice("data", cfg.data.name, DATA)
     _choice("dtype", cfg.dtype, DTYPES)
-    for key in ("depth", "width", "steps", "batch_size", "trace_every", "chunks", "threads", "seq_len"):
+    _choice("device", cfg.device, DEVICES)
+    _validate_remedies(cfg)
+    for key in ("depth", "width", "steps", "batch_size", "trace_every", "chunks", "threads", "seq_len", "seeds"):
         _positive(key, getattr(cfg, key))
     for key in ("lr",):
         _positive(f"optimizer.{key}", getattr(cfg.optimizer, key))
@@ -193,6 +213,30 @@ def validate(cfg: Config) -> Config:
     if cfg.steps % cfg.trace_every:
         raise ConfigError("trace_every", cfg.trace_every, f"a divisor of steps={cfg.steps}")
     return cfg
+
+
+def _validate_remedies(cfg: Config) -> None:
+    """Gradient-free optimizers and pretraining (vgrun/evolve.py, vgrun/pretrain.py)."""
+    feed_forward = ("mlp", "resmlp")
+    if cfg.optimizer.name in GRADIENT_FREE:
+        _choice(f"model (optimizer={cfg.optimizer.name})", cfg.model.name, feed_forward)
+        if cfg.optimizer.popsize < 2:
+            raise ConfigError("optimizer.popsize", cfg.optimizer.popsize, "an integer >= 2")
+        _positive("optimizer.sigma", cfg.optimizer.sigma)
+    p = cfg.pretrain
+    _choice("pretrain", p.name, PRETRAIN)
+    if p.name == "none":
+        return
+    _choice(f"model (pretrain={p.name})", cfg.model.name, ("mlp",))
+    _choice(f"norm (pretrain={p.name})", cfg.norm, ("none",))
+    if cfg.optimizer.name in GRADIENT_FREE:
+        raise ConfigError("pretrain", p.name, f"none with optimizer={cfg.optimizer.name} (pretraining is followed by backprop)")
+    if p.name == "rbm":  # an RBM's hidden units are Bernoulli with P(h=1) = sigmoid(.)
+        _choice("act (pretrain=rbm)", cfg.act, ("sigmoid",))
+    for key in ("steps", "lr", "batch_size", "k", "log_every"):
+        _positive(f"pretrain.{key}", getattr(p, key))
+    if p.steps % p.log_every:
+        raise ConfigError("pretrain.log_every", p.log_every, f"a divisor of pretrain.steps={p.steps}")
 
 
 def register() -> None:

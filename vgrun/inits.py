@@ -85,6 +85,5 @@ def init_weight(key, icfg, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Arr
 
 
 def init_bias(key, icfg, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-    if icfg.sigma_b == 0:
-        return jnp.zeros(shape, dtype)
+    # no branch on sigma_b: it may be a traced value (vgrun.hyper); sigma_b = 0 gives zeros
     return icfg.sigma_b * jax.random.normal(key, shape, dtype)

@@ -5,15 +5,20 @@ from __future__ import annotations
 import optax
 
 
-def schedule(ocfg, steps: int):
-    lr = ocfg.lr
+def _shape(ocfg, steps: int):
+    """The schedule's shape, from 1 at its peak (lr is applied on top: it may be traced)."""
     if ocfg.schedule == "cosine":
-        return optax.cosine_decay_schedule(lr, steps)
+        return optax.cosine_decay_schedule(1.0, steps)
     if ocfg.schedule == "exponential":
-        return optax.exponential_decay(lr, transition_steps=steps, decay_rate=ocfg.decay_rate)
+        return optax.exponential_decay(1.0, transition_steps=steps, decay_rate=ocfg.decay_rate)
     if ocfg.schedule == "warmup_cosine":
-        return optax.warmup_cosine_decay_schedule(0.0, lr, ocfg.warmup_steps, steps)
-    return lr
+        return optax.warmup_cosine_decay_schedule(0.0, 1.0, ocfg.warmup_steps, steps)
+    return None
+
+
+def schedule(ocfg, steps: int):
+    lr, shape = ocfg.lr, _shape(ocfg, steps)
+    return lr if shape is None else (lambda count: lr * shape(count))
 
 
 def _optimizer(ocfg, lr):

@@ -12,7 +12,20 @@ from pathlib import Path
 import numpy as np
 
 
-def gradient_flow(path, traces, every: int, title: str) -> None:
+def _band(spread, field: str, picks, layer=None):
+    """[len(picks), n] min and max over seeds of a trace field at the picked traced steps."""
+    stacks = []
+    for t in spread:
+        a = np.asarray(getattr(t, field), np.float64)
+        a = a[:, layer] if layer is not None else a
+        stacks.append(a[[min(i, len(a) - 1) for i in picks]])
+    s = np.stack(stacks)  # [seeds, picks, n]
+    s = np.where(s > 0, s, np.nan)
+    return np.nanmin(s, 0), np.nanmax(s, 0)
+
+
+def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
+    """spread: per-seed traces (seeds > 1): `traces` is then their median, drawn with a min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -27,10 +40,13 @@ def gradient_flow(path, traces, every: int, title: str) -> None:
     picks = sorted(set(np.linspace(0, n_steps - 1, min(6, n_steps)).round().astype(int)))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(picks)))
-    for ax, data, name in ((axes[0], delta, "|delta_l| = |dL/dz_l|"), (axes[1], gw, "|dL/dW_l|")):
-        for c, i in zip(colors, picks):
+    for ax, data, field, name in ((axes[0], delta, "delta", "|delta_l| = |dL/dz_l|"), (axes[1], gw, "grad_w", "|dL/dW_l|")):
+        band = None if spread is None else _band(spread, field, picks)
+        for j, (c, i) in enumerate(zip(colors, picks)):
             y = np.where(data[i] > 0, data[i], np.nan)  # log axis: zeros (underflow) shown as gaps
             ax.semilogy(layers, y, "o-", ms=3, color=c, label=f"step {i * every}")
+            if band is not None:
+                ax.fill_between(layers, band[0][j], band[1][j], color=c, alpha=0.2, lw=0)
         ax.set_xlabel("layer (0 = first hidden, last = output)")
         ax.set_ylabel(name)
         ax.grid(True, which="both", alpha=0.3)
@@ -49,14 +65,15 @@ def gradient_flow(path, traces, every: int, title: str) -> None:
         fig.colorbar(im, ax=axes[2], label="|delta_l|")
     axes[2].set_xlabel("step")
     axes[2].set_ylabel("layer")
-    fig.suptitle(title)
+    fig.suptitle(title if spread is None else f"{title}  (median of {len(spread)} seeds, band: min-max)")
     atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
 
 
-def gradient_through_time(path, traces, every: int, title: str) -> None:
+def gradient_through_time(path, traces, every: int, title: str, spread=None) -> None:
     """Recurrent runs: |dL/dh_t| and the Jacobian-product estimate against time step
-    (top layer, several training steps), and a step x time heatmap of |dL/dh_t|."""
+    (top layer, several training steps), and a step x time heatmap of |dL/dh_t|.
+    spread: per-seed traces (seeds > 1): `traces` is their median, drawn with a min-max band."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -71,9 +88,13 @@ def gradient_through_time(path, traces, every: int, title: str) -> None:
     picks = sorted(set(np.linspace(0, n_steps - 1, min(6, n_steps)).round().astype(int)))
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(picks)))
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2), constrained_layout=True)
-    for ax, data, name in ((axes[0], delta, "|dL/dh_t|"), (axes[1], jac, "|v^T dh_T/dh_t| (Jacobian product)")):
-        for c, i in zip(colors, picks):
+    for ax, data, field, name in ((axes[0], delta, "delta", "|dL/dh_t|"),
+                                  (axes[1], jac, "jacobian", "|v^T dh_T/dh_t| (Jacobian product)")):
+        band = None if spread is None else _band(spread, field, picks, layer=-1)
+        for j, (c, i) in enumerate(zip(colors, picks)):
             ax.semilogy(np.arange(n_t), np.where(data[i] > 0, data[i], np.nan), "-", color=c, label=f"step {i * every}")
+            if band is not None:
+                ax.fill_between(np.arange(n_t), band[0][j], band[1][j], color=c, alpha=0.2, lw=0)
         ax.set_xlabel("time step t (loss at the end)")
         ax.set_ylabel(name)
         ax.grid(True, which="both", alpha=0.3)
@@ -85,6 +106,6 @@ def gradient_through_time(path, traces, every: int, title: str) -> None:
         fig.colorbar(im, ax=axes[2], label="|dL/dh_t|")
     axes[2].set_xlabel("training step")
     axes[2].set_ylabel("time step t")
-    fig.suptitle(title)
+    fig.suptitle(title if spread is None else f"{title}  (median of {len(spread)} seeds, band: min-max)")
     atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)

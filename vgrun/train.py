@@ -19,9 +19,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vgrun import models, optim, temporal
+from vgrun import hyper, models, optim, temporal
 from vgrun.models import rnn
-from vgrun.names import RECURRENT
+from vgrun.names import GRADIENT_FREE, RECURRENT
 from vgrun.problem import Problem
 from vgrun.problem import make as make_problem
 from vgrun.traces import Trace, global_norm, trace_global_norm, trace_step
@@ -34,16 +34,18 @@ class Carry(NamedTuple):
     opt_state: tuple
     key: jax.Array  # batch-sampling key; step i uses fold_in(key, i)
     step: jax.Array
+    hp: dict  # dynamic hyperparameters (vgrun.hyper): dotted key -> scalar, read inside the program
 
 
 class Program(NamedTuple):
-    init: Callable  # key -> Carry
+    init: Callable  # (key, hp) -> Carry
     chunk: Callable  # (Carry, arrays) -> (Carry, (metrics: dict of [S], trace: of [S / trace_every, ...]))
     evaluate: Callable  # (Carry, arrays) -> (held-out loss, held-out accuracy)
-    train: Callable  # (key, arrays) -> (Carry, outputs stacked over chunks)
+    train: Callable  # (key, hp, arrays) -> (Carry, outputs stacked over chunks)
     problem: Problem
     n_chunks: int
     chunk_steps: int
+    members: int  # 1: plain functions; n > 1: vmapped over a leading axis of n members (key, hp, Carry)
 
 
 def n_chunks_for(steps: int, trace_every: int, wanted: int) -> int:
@@ -57,37 +59,43 @@ def is_recurrent(cfg) -> bool:
     return cfg.model.name in RECURRENT
 
 
-def make_train(cfg, problem: Problem | None = None) -> Program:
+def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program:
+    """The jitted programs of one job; with members > 1, of n jobs that differ only in
+    vector keys (vgrun.hyper), vmapped: init takes keys [n] and hp values [n] each."""
     dtype = jnp.dtype(cfg.dtype)
     if dtype == jnp.float64 and not jax.config.jax_enable_x64:
         jax.config.update("jax_enable_x64", True)
     problem = problem or make_problem(cfg, dtype)
     recurrent = is_recurrent(cfg)
-    if recurrent:
-        model = rnn.make(cfg, problem.n_in, problem.n_out, dtype, problem.n_out_steps)
-    else:
-        model = models.MODELS[cfg.model.name].make(cfg, problem.n_in, problem.n_out, dtype)
-    opt = optim.make(cfg.optimizer, cfg.steps)
+
+    def build(hp):
+        """Model and optimizer for these hyperparameter values (traced scalars): cheap closures."""
+        c = hyper.with_values(cfg, hp)
+        if recurrent:
+            model = rnn.make(c, problem.n_in, problem.n_out, dtype, problem.n_out_steps)
+        else:
+            model = models.MODELS[cfg.model.name].make(c, problem.n_in, problem.n_out, dtype)
+        return model, optim.make(c.optimizer, cfg.steps)
+
     batch, every = cfg.batch_size, cfg.trace_every
     n_chunks = n_chunks_for(cfg.steps, every, cfg.chunks)
     chunk_steps = cfg.steps // n_chunks
     clipping = cfg.optimizer.clip_norm is not None  # then the pre-clip norm is kept at every step
 
-    def probes():
-        if recurrent:
-            return model.probes(batch, problem.seq_steps)
-        return model.probes()
-
-    def init(key):
+    def init(key, hp):
+        hp = {k: jnp.asarray(v, dtype) for k, v in hp.items()}
+        model, opt = build(hp)
         k_param, k_data = jax.random.split(key)
         params, state = model.init(k_param)
-        return Carry(params, state, opt.init(params), k_data, jnp.zeros((), jnp.int32))
+        return Carry(params, state, opt.init(params), k_data, jnp.zeros((), jnp.int32), hp)
 
     def evaluate(carry, a):
+        model, _ = build(carry.hp)
         y_pred, _, _ = model.apply(carry.params, carry.state, a["x_test"], train=False)
         return problem.loss_and_acc(y_pred, a["y_test"])
 
     def step(carry: Carry, a, traced: bool):
+        model, opt = build(carry.hp)
         key = jax.random.fold_in(carry.key, carry.step)
         x, y = problem.sample(key, a, batch)
 
@@ -97,9 +105,10 @@ def make_train(cfg, problem: Problem | None = None) -> Program:
             return loss, (acc, state, stats)
 
         if traced:
+            probes = model.probes(batch, problem.seq_steps) if recurrent else model.probes()
             (loss, (acc, state, stats)), (grads, probe_grads) = jax.value_and_grad(
                 loss_fn, argnums=(0, 1), has_aux=True
-            )(carry.params, probes())
+            )(carry.params, probes)
         else:
             (loss, (acc, state, stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(carry.params, None)
         updates, opt_state = opt.update(grads, carry.opt_state, carry.params)
@@ -116,7 +125,7 @@ def make_train(cfg, problem: Problem | None = None) -> Program:
         elif traced:
             trace = trace_step(grads, probe_grads, carry.params, updates, stats, batch)
             metrics["grad_norm"] = trace_global_norm(grads, trace)
-        return Carry(params, state, opt_state, carry.key, carry.step + 1), metrics, trace
+        return carry._replace(params=params, state=state, opt_state=opt_state, step=carry.step + 1), metrics, trace
 
     def block(carry, a):
         """One traced step, then trace_every - 1 plain steps."""
@@ -136,17 +145,23 @@ def make_train(cfg, problem: Problem | None = None) -> Program:
         metrics["test_loss"], metrics["test_acc"] = (jnp.concatenate([t[None], nan]) for t in test)
         return carry, (metrics, trace)
 
-    def train(key, a):
-        return jax.lax.scan(lambda c, _: chunk(c, a), init(key), length=n_chunks)
+    def train(key, hp, a):
+        return jax.lax.scan(lambda c, _: chunk(c, a), init(key, hp), length=n_chunks)
 
+    def lift(f, in_axes):  # members on a leading axis; the data arrays are shared
+        return f if members == 1 else jax.vmap(f, in_axes=in_axes)
+
+    init_jit = jax.jit(lift(init, 0))
+    default_hp = hyper.values(cfg)
     return Program(
-        init=jax.jit(init),
-        chunk=jax.jit(chunk, donate_argnums=0),
-        evaluate=jax.jit(evaluate),
-        train=jax.jit(train),
+        init=lambda key, hp=None: init_jit(key, default_hp if hp is None else hp),
+        chunk=jax.jit(lift(chunk, (0, None)), donate_argnums=0),
+        evaluate=jax.jit(lift(evaluate, (0, None))),
+        train=jax.jit(lift(train, (0, 0, None))),
         problem=problem,
         n_chunks=n_chunks,
         chunk_steps=chunk_steps,
+        members=members,
     )
 
 
@@ -159,39 +174,86 @@ class Result(NamedTuple):
     compile_s: float  # init + compiling the chunk program
     train_s: float  # the training loop after compilation
     test: tuple  # final (held-out loss, held-out accuracy)
+    pretrain: object = None  # pretrain.PretrainLog when pretrain != none
 
 
 def run(cfg, problem: Problem | None = None, key=None, on_chunk=None, should_stop=lambda: False) -> Result:
-    """Train chunk by chunk on the host.
+    """Train one job chunk by chunk on the host (see run_members)."""
+    keys = None if key is None else [key]
+    return run_members(cfg, [hyper.values(cfg)], problem, keys, on_chunk, should_stop)[0]
 
-    status: completed; diverged (a non-finite loss or gradient norm: training stops
-    after that chunk and everything measured is kept); interrupted (should_stop()
-    became true; the chunk in flight finishes first).
+
+def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None, on_chunk=None,
+                should_stop=lambda: False) -> list[Result]:
+    """Train n jobs that differ only in vector keys as one program (vmapped when n > 1).
+
+    hps[i]: member i's dynamic values (vgrun.hyper.values); keys[i]: its PRNG key
+    (default PRNGKey(cfg.seed + i)). Each member ends on its own status, exactly as if it
+    had run alone: completed; diverged (a non-finite loss or gradient norm: its record
+    stops after that chunk, everything measured is kept, and its held-out metrics are
+    taken there; the others go on); interrupted (should_stop() became true; the chunk
+    in flight finishes first). compile_s and train_s are the group's.
     """
-    prog = make_train(cfg, problem)
-    every = cfg.trace_every
-    d = prog.problem.arrays
+    n = len(hps)
+    for hp in hps:  # the set keys select code paths (vgrun.hyper.signature): one program for all
+        if set(hp) != set(hyper.values(cfg)):
+            raise ValueError(f"members set different keys: {sorted(set(hp) ^ set(hyper.values(cfg)))}")
+    if cfg.optimizer.name in GRADIENT_FREE:  # no backprop (vgrun/evolve.py): members one after another
+        from vgrun import evolve
+
+        ks = keys or [jax.random.PRNGKey(cfg.seed + i) for i in range(n)]
+        return [evolve.run(hyper.with_values(cfg, hp), problem, k, on_chunk, should_stop) for hp, k in zip(hps, ks)]
+    prog = make_train(cfg, problem, members=n)
+    every, d = cfg.trace_every, prog.problem.arrays
+    keys = [jax.random.PRNGKey(cfg.seed + i) for i in range(n)] if keys is None else keys
     t0 = time.perf_counter()
-    carry = prog.init(jax.random.PRNGKey(cfg.seed) if key is None else key)
+    if n == 1:
+        carry = prog.init(keys[0], hps[0])
+    else:
+        stacked = {k: np.array([hp[k] for hp in hps]) for k in hps[0]}
+        carry = prog.init(jnp.stack(keys), stacked)
+    pretrained = [None] * n
+    if cfg.pretrain.name != "none":  # greedy layer-wise pretraining of carry.params (vgrun/pretrain.py)
+        from vgrun import pretrain
+
+        carry, pretrained = pretrain.apply_members(cfg, prog.problem, carry, n)
+        t0 += sum(log.seconds for log in pretrained)  # compile_s counts compilation only
     chunk = prog.chunk.lower(carry, d).compile()
     evaluate = prog.evaluate.lower(carry, d).compile()  # compiled here, so train_s is training only
     compile_s = time.perf_counter() - t0
-    metrics, traces, status = [], [], "completed"
-    for i in range(prog.n_chunks):
+
+    def member(tree, i):
+        return tree if n == 1 else jax.tree_util.tree_map(lambda v: v[i], tree)
+
+    metrics, traces = [], []
+    status, ends, tests = ["completed"] * n, [prog.n_chunks] * n, [None] * n
+    for c in range(prog.n_chunks):
         carry, (m, t) = chunk(carry, d)
         m, t = jax.device_get((m, t))
         metrics.append(m)
         traces.append(t)
+        live = [i for i in range(n) if tests[i] is None]
         if on_chunk is not None:
-            on_chunk(i + 1, prog, m)
-        if not np.isfinite(m["loss"]).all() or not np.isfinite(m["grad_norm"][::every]).all():
-            status = "diverged"
+            on_chunk(c + 1, prog, member(m, live[0]))
+        bad = [i for i in live if not (np.isfinite(member(m, i)["loss"]).all()
+                                       and np.isfinite(member(m, i)["grad_norm"][::every]).all())]
+        stop = should_stop() and c + 1 < prog.n_chunks
+        if bad or stop or c + 1 == prog.n_chunks:
+            test = jax.device_get(evaluate(carry, d))
+            for i in bad if not stop else live:
+                status[i] = "diverged" if i in bad else "interrupted"
+            for i in (live if stop or c + 1 == prog.n_chunks else bad):
+                ends[i], tests[i] = c + 1, tuple(float(v) for v in member(test, i))
+        if stop or all(t is not None for t in tests):
             break
-        if should_stop() and i + 1 < prog.n_chunks:
-            status = "interrupted"
-            break
-    test = tuple(float(v) for v in evaluate(carry, d))
     train_s = time.perf_counter() - t0 - compile_s
-    metrics = {k: np.concatenate([m[k] for m in metrics]) for k in metrics[0]}
-    traces = type(traces[0])(*(np.concatenate([getattr(t, f) for t in traces]) for f in traces[0]._fields))
-    return Result(prog.problem, carry, metrics, traces, status, compile_s, train_s, test)
+
+    def result(i):
+        ms = [member(m, i) for m in metrics[: ends[i]]]
+        ts = [member(t, i) for t in traces[: ends[i]]]
+        cat_m = {k: np.concatenate([m[k] for m in ms]) for k in ms[0]}
+        cat_t = type(ts[0])(*(np.concatenate([getattr(t, f) for t in ts]) for f in ts[0]._fields))
+        return Result(prog.problem, member(carry, i), cat_m, cat_t, status[i], compile_s, train_s, tests[i],
+                      pretrained[i])
+
+    return [result(i) for i in range(n)]
