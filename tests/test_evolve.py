@@ -3,13 +3,12 @@ and a run gives the usual train.Result with the supervised gradient traced anywa
 
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from hydra import compose, initialize_config_dir
+from jax._src.interpreters import ad
 from omegaconf import OmegaConf
-
-import jax
-import jax._src.interpreters.ad as ad
 
 from vgrun import evolve, train
 from vgrun.config import ConfigError, register, validate
@@ -72,7 +71,7 @@ def test_optimizer_improves_loss_without_gradient(name):
     start = train_loss(carry)
     run = jax.jit(lambda c: jax.lax.scan(lambda c, _: prog.generation(c, a), c, length=300))
     with NoDerivatives():  # tracing and compiling the generations happens here: any derivative would raise
-        carry, metrics = run(carry)
+        carry, _ = run(carry)
     end = train_loss(carry)
     assert np.isfinite(end) and end < start - 0.02, (start, end)
 

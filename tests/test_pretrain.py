@@ -3,14 +3,13 @@ the [0, 1] input map, and a run whose tables mark both phases."""
 
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
-
-import jax
-import jax.numpy as jnp
 
 from vgrun import pretrain, store, train
 from vgrun.activations import ACTIVATIONS

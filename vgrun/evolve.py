@@ -27,10 +27,9 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from vgrun import models, optim

@@ -37,10 +37,9 @@ import time
 from functools import partial
 from typing import NamedTuple
 
-import numpy as np
-
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vgrun import models, optim
 from vgrun.activations import ACTIVATIONS
@@ -208,7 +207,7 @@ def apply_members(cfg, problem, carry, n: int):
     if n == 1:
         carry, log = apply(cfg, problem, carry)
         return carry, [log]
-    out = [apply(cfg, problem, jax.tree_util.tree_map(lambda v: v[i], carry)) for i in range(n)]
+    out = [apply(cfg, problem, jax.tree_util.tree_map(lambda v, i=i: v[i], carry)) for i in range(n)]
     stacked = jax.tree_util.tree_map(lambda *v: jnp.stack(v), *(c for c, _ in out))
     return stacked, [log for _, log in out]
 
