@@ -107,6 +107,13 @@ def test_fold_visible_map_reads_raw_inputs():
     np.testing.assert_allclose(x @ w2 + b2, v @ w + b, rtol=1e-4, atol=1e-4)
     lo01, span01 = pretrain.visible_map(np.clip(x, 0, 1))  # inputs in [0, 1] are used as they are
     assert (lo01 == 0).all() and (span01 == 1).all()
+    # the autoencoder's input, standardized per unit; a constant unit is only centred
+    h = np.concatenate([x, np.full((50, 1), 0.5, np.float32)], 1)
+    mu, sd = pretrain.input_map("autoencoder", 3, h)
+    z = (h - mu) / sd
+    np.testing.assert_allclose(z[:, :4].std(0), 1, rtol=1e-5)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-5)
+    assert sd[4] == 1
 
 
 @pytest.mark.parametrize("kind", ["autoencoder", "rbm"])
