@@ -204,3 +204,32 @@ def test_preset_claims_are_well_formed_and_name_real_keys(preset):
         for where in (c.get("where") or {}, c.get("vs") or {}):
             for key in where:
                 claims.lookup(config, key)  # KeyError: a claim selects on a key that does not exist
+
+
+# --- the report page -------------------------------------------------------------------------
+
+
+def test_report_page_embeds_claims_and_plots(sweep, tmp_path, capsys):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from vgrun import report_page
+
+    report = claims.evaluate([dict(name="he <trains>", metric="final.train_loss", where={"init": "he"}, op="<",
+                                   threshold=1.0, source="He et al. 2015"),
+                              dict(name="xavier trains", metric="final.train_loss", where={"init": "xavier"}, op="<",
+                                   threshold=1.0)], sweep, True)
+    claims.write(tmp_path, {"preset": "he2015", **report})
+    plt.plot([0, 1]), plt.savefig(tmp_path / "a" / "gradient_flow.png"), plt.close()
+    out = tmp_path / "page.html"
+    assert report_page.main([str(tmp_path), "-o", str(out)]) == 0
+    page = out.read_text()
+    assert "he2015" in page and "he &lt;trains&gt;" in page and "He et al. 2015" in page  # escaped
+    assert "<td class=pass>PASS</td><td class=src>He et al. 2015</td>" in page  # the claims table
+    assert "<td class=fail>FAIL</td><td class=src></td>" in page
+    assert page.count("<td class=fail>FAIL</td><td class=num>1 / 2</td>") == 1  # the index
+    assert page.count("data:image/png;base64,") == 1 and "a claim failed" in page
+    assert "src='http" not in page and "<script" not in page  # self-contained
+    assert report_page.main([str(tmp_path / "a"), "-o", str(tmp_path / "none.html")]) == 2

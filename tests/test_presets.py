@@ -16,10 +16,19 @@ register()
 
 
 @pytest.mark.parametrize("preset", group_options("experiment"))
-def test_preset_runs_a_few_steps(preset):
+def test_preset_runs_a_few_steps(preset, tmp_path):
     with initialize_config_dir(config_dir=CONF, version_base=None):
-        dcfg = compose("config", overrides=[f"+experiment={preset}", "steps=4", "trace_every=2", "chunks=1"])
+        dcfg = compose("config", overrides=[f"+experiment={preset}", "steps=4", "trace_every=2", "chunks=1",
+                                            "pretrain.steps=4", "pretrain.log_every=2", "check=false"])
     cfg = validate(OmegaConf.to_object(dcfg))
+    if cfg.model.name == "doya":  # not trained: the one-neuron analysis, on a coarse grid
+        from dataclasses import replace
+
+        from vgrun import doya
+
+        out = doya.run(replace(cfg.doya, n_b=61, gd_steps=4), tmp_path)
+        assert out["bistable"]["b_lo"] < out["bistable"]["b_hi"]
+        return
     r = train.run(cfg)
     assert r.status in ("completed", "diverged") and len(r.metrics["loss"]) >= 2
     assert np.isfinite(r.traces.delta[0]).all()

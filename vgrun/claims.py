@@ -125,7 +125,33 @@ def top_act_mean_init(run: Run) -> float:
     return float(top[top["step"] == top["step"].min()]["act_mean"].iloc[0])
 
 
-DERIVED = {f.__name__: f for f in (delta_var_ratio_init, grad_w_var_ratio_init, top_act_mean_min, top_act_mean_init)}
+def first_act_mean_final(run: Run) -> float:
+    """The mean activation of the first hidden layer at the last traced step."""
+    t = run.traces()
+    first = t[t["layer"] == 0]
+    return float(first[first["step"] == first["step"].max()]["act_mean"].iloc[0])
+
+
+def pascanu_bound_ratio(run: Run) -> float:
+    """|dL/dh_0| / |dL/dh_{T-1}| at step 0 over its bound (gamma sigma_max(W_rec))^(T-1).
+
+    Each step's Jacobian is diag(act') W_rec (or W_rec diag(act')), of norm at most
+    gamma sigma_max with gamma = sup|act'| (Pascanu, Mikolov & Bengio 2013, eq. 5-7), so the
+    ratio is at most 1 for every example, hence for the batch RMS. Top layer, log scale
+    inside so that a bound of 1e-40 does not underflow.
+    """
+    from vgrun.activations import ACTIVATIONS
+
+    d = run.summary["diagnosis"]
+    gamma = ACTIVATIONS[run.config["act"]].peak
+    sigma = float(_number(d["sigma_max_init"][-1]))
+    ratio = float(_number(d["ratio_first_last_init"]))
+    steps = run.config["seq_len"] - 1
+    return math.exp(math.log(ratio) - steps * math.log(gamma * sigma))
+
+
+DERIVED = {f.__name__: f for f in (delta_var_ratio_init, grad_w_var_ratio_init, top_act_mean_min, top_act_mean_init,
+                                   first_act_mean_final, pascanu_bound_ratio)}
 
 
 def measure(run: Run, metric: str):
@@ -297,14 +323,14 @@ def table(report: dict, title: str):
     return t
 
 
-def judge_folder(folder, claims: list, sweep: bool, console=None) -> dict:
+def judge_folder(folder, claims: list, sweep: bool, console=None, preset=None) -> dict:
     """Evaluate, write <folder>/claims.json, print the table, remember a failure for the exit code."""
     global _failed
     from rich.console import Console
 
     console = console or Console()
     runs = load(folder)
-    report = evaluate(list(claims), runs, sweep)
+    report = {"preset": preset, **evaluate(list(claims), runs, sweep)}
     path = write(folder, report)
     console.print(table(report, f"Claims ({report['pass']} pass, {report['fail']} fail, {report['skip']} skipped)"))
     verdict = "[bold green]all claims hold[/]" if report["passed"] else "[bold red]a claim failed[/]"
@@ -332,7 +358,8 @@ def after_job(dcfg) -> None:
     hc = HydraConfig.get()
     if hc.mode == RunMode.MULTIRUN or not dcfg.get("check", True) or not dcfg.get("expect"):
         return
-    judge_folder(Path(hc.runtime.output_dir), _plain(dcfg, "expect"), sweep=False)
+    judge_folder(Path(hc.runtime.output_dir), _plain(dcfg, "expect"), sweep=False,
+                 preset=hc.runtime.choices.get("experiment"))
 
 
 try:  # the sweep's side needs Hydra; the evaluator above does not
@@ -352,10 +379,13 @@ class ClaimsCallback(Callback):
 
     def on_multirun_end(self, config, **kwargs) -> None:
         global _failed
+        from omegaconf import OmegaConf
+
         if not config.get("check", True) or not config.get("expect"):
             return
         try:
-            judge_folder(Path(str(config.hydra.sweep.dir)), _plain(config, "expect"), sweep=True)
+            judge_folder(Path(str(config.hydra.sweep.dir)), _plain(config, "expect"), sweep=True,
+                         preset=OmegaConf.select(config, "hydra.runtime.choices.experiment"))
         except Exception as e:  # Hydra would only warn: an unjudged sweep must not exit 0
             _failed = True
             from rich.console import Console
