@@ -74,6 +74,11 @@ def preload() -> threading.Thread:
         import pandas  # noqa: F401
         import pyarrow.parquet  # noqa: F401
 
+    # numpy.ma walks numpy's dtype table when first imported (matplotlib imports it); in the
+    # thread that walk raced with JAX registering its dtypes here ("dictionary changed size
+    # during iteration"), leaving a half-imported matplotlib that failed the run's plots
+    import numpy.ma  # noqa: F401
+
     thread = threading.Thread(target=work, daemon=True)
     thread.start()
     return thread
