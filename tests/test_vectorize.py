@@ -31,11 +31,14 @@ def assert_same(a, b, rtol=1e-4):
     assert a.status == b.status
     assert len(a.metrics["loss"]) == len(b.metrics["loss"])
     np.testing.assert_allclose(a.metrics["loss"], b.metrics["loss"], rtol=rtol)
-    for field in ("delta", "grad_w", "weight", "update_ratio"):
-        np.testing.assert_allclose(getattr(a.traces, field), getattr(b.traces, field), rtol=rtol, err_msg=field)
+    for field in a.traces._fields:  # atol: a gradient that is zero up to rounding (a bias before a norm) is noise
+        x, y = getattr(a.traces, field), getattr(b.traces, field)
+        np.testing.assert_allclose(x, y, rtol=rtol, atol=rtol * np.nanmax(np.abs(y)), err_msg=field)
     # held-out after all steps: rounding differences of a batched matmul may grow over training
     np.testing.assert_allclose(a.test[0], b.test[0], rtol=10 * rtol)
-    assert abs(a.test[1] - b.test[1]) <= 0.005  # accuracy: at most a couple of held-out examples flip
+    # accuracy (NaN for regression): at most a couple of held-out examples flip
+    assert np.isnan(a.test[1]) == np.isnan(b.test[1])
+    assert np.isnan(b.test[1]) or abs(a.test[1] - b.test[1]) <= 0.005
 
 
 def test_signature_masks_vector_keys_only():

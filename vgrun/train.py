@@ -226,7 +226,7 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
         return tree if n == 1 else jax.tree_util.tree_map(lambda v: v[i], tree)
 
     metrics, traces = [], []
-    status, ends, tests = ["completed"] * n, [prog.n_chunks] * n, [None] * n
+    status, ends, tests, carries = ["completed"] * n, [prog.n_chunks] * n, [None] * n, [None] * n
     for c in range(prog.n_chunks):
         carry, (m, t) = chunk(carry, d)
         m, t = jax.device_get((m, t))
@@ -238,12 +238,13 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
         bad = [i for i in live if not (np.isfinite(member(m, i)["loss"]).all()
                                        and np.isfinite(member(m, i)["grad_norm"][::every]).all())]
         stop = should_stop() and c + 1 < prog.n_chunks
-        if bad or stop or c + 1 == prog.n_chunks:
-            test = jax.device_get(evaluate(carry, d))
+        if bad or stop or c + 1 == prog.n_chunks:  # members that end here: their held-out metrics and carry
+            test, host = jax.device_get((evaluate(carry, d), carry))  # on the host: no slicing programs to compile
             for i in bad if not stop else live:
                 status[i] = "diverged" if i in bad else "interrupted"
             for i in (live if stop or c + 1 == prog.n_chunks else bad):
                 ends[i], tests[i] = c + 1, tuple(float(v) for v in member(test, i))
+                carries[i] = member(host, i)
         if stop or all(t is not None for t in tests):
             break
     train_s = time.perf_counter() - t0 - compile_s
@@ -253,7 +254,7 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
         ts = [member(t, i) for t in traces[: ends[i]]]
         cat_m = {k: np.concatenate([m[k] for m in ms]) for k in ms[0]}
         cat_t = type(ts[0])(*(np.concatenate([getattr(t, f) for t in ts]) for f in ts[0]._fields))
-        return Result(prog.problem, member(carry, i), cat_m, cat_t, status[i], compile_s, train_s, tests[i],
+        return Result(prog.problem, carries[i], cat_m, cat_t, status[i], compile_s, train_s, tests[i],
                       pretrained[i])
 
     return [result(i) for i in range(n)]
