@@ -259,3 +259,14 @@ def test_reproduction_holds_its_claims(preset, tmp_path):
     report = json.loads((out / "claims.json").read_text())
     failed = [c["name"] for c in report["claims"] if c["status"] != "pass"]
     assert p.returncode == 0 and not failed, failed
+
+
+@pytest.mark.parametrize("arg,words", [("check=maybe", ["check", "maybe", "true or false"]),
+                                       ("expect=notalist", ["expect", "notalist", "a list"])])
+def test_bad_check_or_expect_is_one_clear_line(arg, words):
+    from vgrun.config import ConfigError
+    from vgrun.overrides import check
+
+    with pytest.raises(ConfigError) as e:
+        check([arg])
+    assert all(w in str(e.value) for w in words) and "\n" not in str(e.value)

@@ -55,6 +55,10 @@ def _check_value(key: str, typ, value) -> None:
         raise ConfigError(key, value, "one of " + ", ".join(NAMED[key]))
     if typ in _NUMBER and (isinstance(value, bool) or not isinstance(value, _NUMBER[typ])):
         raise ConfigError(key, value, f"{'an integer' if typ is int else 'a number'}" + (" or null" if optional else ""))
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(key, value, "true or false")
+    if typing.get_origin(typ) is list and not isinstance(value, list):
+        raise ConfigError(key, value, "a list, e.g. [...] (expect: a list of claims, see vgrun/claims.py)")
 
 
 def check(args: list[str]) -> None:
