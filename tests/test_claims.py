@@ -270,3 +270,13 @@ def test_bad_check_or_expect_is_one_clear_line(arg, words):
     with pytest.raises(ConfigError) as e:
         check([arg])
     assert all(w in str(e.value) for w in words) and "\n" not in str(e.value)
+
+
+@pytest.mark.parametrize("mode", [[], ["-m", "seed=0,1"]])
+def test_malformed_claim_is_bad_input_before_training(tmp_path, mode):
+    claim = "expect=[{metric: status, op: '~', threshold: 1}]"
+    p = vgrun_cmd([*mode, *TINY, claim, f"hydra.run.dir={tmp_path}/run", f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    lines = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "expect[0]" in lines[0] and "'~'" in lines[0]
+    assert not (tmp_path / "run" / "summary.json").exists() and not (tmp_path / "sweep").exists()

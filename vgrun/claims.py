@@ -350,6 +350,24 @@ def _plain(dcfg, key):
     return OmegaConf.to_container(value, resolve=True) if OmegaConf.is_config(value) else value
 
 
+def check_form(dcfg) -> None:
+    """Raise ConfigError for the first malformed claim of a single run (a sweep's: on_multirun_start)."""
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    if HydraConfig.get().mode != RunMode.MULTIRUN and dcfg.get("check", True):
+        _check_form(_plain(dcfg, "expect") or [])
+
+
+def _check_form(expect: list) -> None:
+    from vgrun.config import ConfigError
+
+    for i, claim in enumerate(expect):
+        bad = problems(claim)
+        if bad:
+            raise ConfigError(f"expect[{i}]", claim, "a well-formed claim: " + "; ".join(bad) + " (vgrun/claims.py)")
+
+
 def after_job(dcfg) -> None:
     """A single run (not a sweep's job): judge the preset's claims on this run's folder."""
     from hydra.core.hydra_config import HydraConfig
@@ -376,6 +394,21 @@ class ClaimsCallback(Callback):
     so the failure is remembered here and `vgrun.cli.main` exits with EXIT_CLAIM_FAILED
     once Hydra has finished.
     """
+
+    def on_multirun_start(self, config, **kwargs) -> None:
+        """A malformed claim is bad input: one line and exit 2 before any job runs."""
+        import sys
+
+        from vgrun.config import ConfigError
+
+        if config.get("check", True):
+            try:
+                _check_form(_plain(config, "expect") or [])
+            except ConfigError as e:
+                from rich.console import Console
+
+                Console(stderr=True).print(f"[bold red]vgrun: error:[/] {e}", highlight=False, soft_wrap=True)
+                sys.exit(2)  # SystemExit is not an Exception: Hydra lets it through
 
     def on_multirun_end(self, config, **kwargs) -> None:
         global _failed

@@ -234,9 +234,13 @@ def run_doya(cfg: Config, run_dir: Path, t_start: float) -> int:
 
 @hydra.main(version_base=None, config_path="conf", config_name="config")
 def _hydra_main(dcfg: DictConfig) -> int:
-    code = run_job(dcfg)
     from vgrun import claims
 
+    try:
+        claims.check_form(dcfg)  # a malformed claim is bad input, caught before training (sweeps: on_multirun_start)
+    except ConfigError as e:
+        _bad_input(e)
+    code = run_job(dcfg)
     claims.after_job(dcfg)  # a single run judges its preset's claims; a sweep's are judged by ClaimsCallback
     return code
 
