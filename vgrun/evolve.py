@@ -145,6 +145,8 @@ def make(cfg, problem=None) -> EvoProgram:
         fitness = jax.vmap(lambda p: forward(p, carry.state, x, y)[0])(pop)  # [popsize]
         fitness = jnp.where(jnp.isfinite(fitness), fitness, worst).astype(jnp.float32)
         es_state, _ = es.tell(jax.random.fold_in(key, 2), pop, fitness, es_state, es_params)
+        # with float64 enabled globally some strategies promote their state; keep the carry's types
+        es_state = jax.tree_util.tree_map(lambda v, t: jnp.asarray(v, jnp.result_type(t)), es_state, carry.es_state)
         if population_based:
             best = jnp.argmin(fitness)
             params = jax.tree_util.tree_map(lambda v: v[best], pop)
