@@ -6,10 +6,17 @@ import pytest
 from vgrun.activations import ACTIVATIONS
 from vgrun.names import ACTS
 
-jax.config.update("jax_enable_x64", True)
-Z = jnp.linspace(-6, 6, 2001, dtype=jnp.float64)
-Z = Z[jnp.abs(Z) > 1e-6]  # relu-like kinks at 0 have no derivative
-Z = Z[jnp.abs(jnp.abs(Z) - 1) > 1e-6]  # hard_tanh kinks at +-1
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """float64 in this module's tests only (tests/conftest.py restores the flag after each test)."""
+    jax.config.update("jax_enable_x64", True)
+
+
+Z = np.linspace(-6, 6, 2001)  # float64; made a JAX array inside the tests, where float64 is on
+Z = Z[np.abs(Z) > 1e-6]  # relu-like kinks at 0 have no derivative
+Z = Z[np.abs(np.abs(Z) - 1) > 1e-6]  # hard_tanh kinks at +-1
 
 
 def test_names_match_registry():
@@ -19,8 +26,9 @@ def test_names_match_registry():
 @pytest.mark.parametrize("name", ACTS)
 def test_derivative_matches_autodiff(name):
     act = ACTIVATIONS[name]
-    auto = jax.vmap(jax.grad(act.fn))(Z)
-    np.testing.assert_allclose(act.deriv(Z), auto, rtol=1e-10, atol=1e-12)
+    z = jnp.asarray(Z)
+    auto = jax.vmap(jax.grad(act.fn))(z)
+    np.testing.assert_allclose(act.deriv(z), auto, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", [n for n in ACTS if n != "gcu"])

@@ -13,7 +13,12 @@ from vgrun.data import Dataset
 from vgrun.problem import from_data
 from vgrun.train import make_train
 
-jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """float64 in this module's tests only (tests/conftest.py restores the flag after each test)."""
+    jax.config.update("jax_enable_x64", True)
 EPS = 1e-6
 
 

@@ -9,7 +9,12 @@ from vgrun import temporal, train
 from vgrun.config import Config, DataConfig, ModelConfig, OptimizerConfig
 from vgrun.models import rnn
 
-jax.config.update("jax_enable_x64", True)
+
+
+@pytest.fixture(autouse=True)
+def _float64():
+    """float64 in this module's tests only (tests/conftest.py restores the flag after each test)."""
+    jax.config.update("jax_enable_x64", True)
 EPS = 1e-6
 
 

@@ -60,7 +60,7 @@ def test_members_equal_their_runs_alone(extra):
     base = variant(variant(BASE, **extra), optimizer={"clip_norm": 10.0})
     lr = base.optimizer.lr
     cfgs = [variant(base, seed=0), variant(base, seed=1, optimizer={"lr": 3 * lr}),
-            variant(base, seed=2, init={"gain": 0.5, "sigma_b": 0.05}), variant(base, optimizer={"clip_norm": 0.1})]
+            variant(base, seed=2, init={"gain": 0.5, "sigma_b": 0.05}, optimizer={"clip_norm": 0.1})]
     for member, cfg in zip(together(cfgs), cfgs):
         assert_same(member, train.run(cfg))
 
