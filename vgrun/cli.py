@@ -195,7 +195,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     loading.join()
     summary, med = record.write(cfg, results, run_dir, summary, recurrent, title)
     res = results[0]
-    steps = sum(len(r.metrics["loss"]) for r in results)  # all members' steps: the program's throughput
+    steps = len(med.metrics["loss"])  # this job's own steps (every member of its program advanced as fast)
     summary["timing"] = {
         "wall_s": time.perf_counter() - t_start,
         "compile_s": res.compile_s,
