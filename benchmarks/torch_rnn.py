@@ -196,6 +196,7 @@ def main() -> None:
         "norms": keep,
         "hidden": args.hidden, "batch": args.batch, "seq_len": args.seq_len,
         "steps": n,
+        "eval_every": args.eval_every,
         "threads": torch.get_num_threads(),
         "flush_denormal": bool(ftz),
         "train_s": train_s,
