@@ -36,6 +36,7 @@ from vgrun import models, optim
 from vgrun.config import ConfigError
 from vgrun.gradtrace import supervised_trace
 from vgrun.problem import make as make_problem
+from vgrun.train import make_chunk
 
 MAX_CMA_DIMS = 2000  # full CMA-ES keeps an n x n covariance and decomposes it: n^2 memory, n^3 time
 
@@ -170,20 +171,7 @@ def make(cfg, problem=None) -> EvoProgram:
         y_pred, _, _ = model.apply(carry.params, carry.state, a["x_test"], train=False)
         return problem.loss_and_acc(y_pred, a["y_test"])
 
-    def block(carry, a):
-        carry, m0, trace = step(carry, a, traced=True)
-        if every == 1:
-            return carry, (jax.tree_util.tree_map(lambda v: v[None], m0), trace)
-        carry, ms = jax.lax.scan(lambda c, _: step(c, a, False)[:2], carry, length=every - 1)
-        return carry, (jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u[None], v]), m0, ms), trace)
-
-    def chunk(carry, a):
-        test = evaluate(carry, a)
-        carry, (metrics, trace) = jax.lax.scan(lambda c, _: block(c, a), carry, length=chunk_steps // every)
-        metrics = jax.tree_util.tree_map(lambda v: v.reshape((chunk_steps,) + v.shape[2:]), metrics)
-        nan = jnp.full((chunk_steps - 1,), jnp.nan, dtype)
-        metrics["test_loss"], metrics["test_acc"] = (jnp.concatenate([t[None], nan]) for t in test)
-        return carry, (metrics, trace)
+    chunk = make_chunk(step, evaluate, every, chunk_steps, dtype)
 
     return EvoProgram(jax.jit(init), jax.jit(generation), jax.jit(chunk, donate_argnums=0), jax.jit(evaluate),
                       problem, n_chunks, chunk_steps, es.num_dims)

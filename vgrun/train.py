@@ -59,6 +59,31 @@ def is_recurrent(cfg) -> bool:
     return cfg.model.name in RECURRENT
 
 
+def make_chunk(step, evaluate, every: int, chunk_steps: int, dtype) -> Callable:
+    """chunk(carry, arrays) -> (carry, (metrics: dict of [chunk_steps], trace: of [chunk_steps / every, ...])):
+    `step(carry, arrays, traced) -> (carry, metrics, trace)` scanned chunk_steps times, every
+    `every`-th step traced; the held-out set (`evaluate`) once, before the first step."""
+
+    def block(carry, a):
+        """One traced step, then every - 1 plain steps."""
+        carry, m0, trace = step(carry, a, traced=True)
+        if every == 1:
+            return carry, (jax.tree_util.tree_map(lambda v: v[None], m0), trace)
+        carry, ms = jax.lax.scan(lambda c, _: step(c, a, False)[:2], carry, length=every - 1)
+        metrics = jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u[None], v]), m0, ms)
+        return carry, (metrics, trace)
+
+    def chunk(carry, a):
+        test = evaluate(carry, a)
+        carry, (metrics, trace) = jax.lax.scan(lambda c, _: block(c, a), carry, length=chunk_steps // every)
+        metrics = jax.tree_util.tree_map(lambda v: v.reshape((chunk_steps,) + v.shape[2:]), metrics)
+        nan = jnp.full((chunk_steps - 1,), jnp.nan, dtype)
+        metrics["test_loss"], metrics["test_acc"] = (jnp.concatenate([t[None], nan]) for t in test)
+        return carry, (metrics, trace)
+
+    return chunk
+
+
 def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program:
     """The jitted programs of one job; with members > 1, of n jobs that differ only in
     vector keys (vgrun.hyper), vmapped: init takes keys [n] and hp values [n] each."""
@@ -127,23 +152,7 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
             metrics["grad_norm"] = trace_global_norm(grads, trace)
         return carry._replace(params=params, state=state, opt_state=opt_state, step=carry.step + 1), metrics, trace
 
-    def block(carry, a):
-        """One traced step, then trace_every - 1 plain steps."""
-        carry, m0, trace = step(carry, a, traced=True)
-        if every == 1:
-            return carry, (jax.tree_util.tree_map(lambda v: v[None], m0), trace)
-        carry, ms = jax.lax.scan(lambda c, _: step(c, a, False)[:2], carry, length=every - 1)
-        metrics = jax.tree_util.tree_map(lambda u, v: jnp.concatenate([u[None], v]), m0, ms)
-        return carry, (metrics, trace)
-
-    def chunk(carry, a):
-        """chunk_steps steps; the held-out set is evaluated once, before the first."""
-        test = evaluate(carry, a)
-        carry, (metrics, trace) = jax.lax.scan(lambda c, _: block(c, a), carry, length=chunk_steps // every)
-        metrics = jax.tree_util.tree_map(lambda v: v.reshape((chunk_steps,) + v.shape[2:]), metrics)
-        nan = jnp.full((chunk_steps - 1,), jnp.nan, dtype)
-        metrics["test_loss"], metrics["test_acc"] = (jnp.concatenate([t[None], nan]) for t in test)
-        return carry, (metrics, trace)
+    chunk = make_chunk(step, evaluate, every, chunk_steps, dtype)
 
     def train(key, hp, a):
         return jax.lax.scan(lambda c, _: chunk(c, a), init(key, hp), length=n_chunks)
