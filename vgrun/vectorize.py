@@ -87,10 +87,9 @@ def prepare(job_configs: list, max_members: int, console=None) -> dict:
             continue
         todo.append((run_dir, cfg))
     batches = [g for g in groups([(d, c) for d, c in todo]) if len(g) > 1]
-    if batches:
-        setup_jax(batches[0][0][1])
     for g in batches:
         cfg = g[0][1]
+        setup_jax(cfg)  # its dtype (float64 or not) for this group; threads from the first call
         if console is not None:
             console.print(f"vectorized: {len(g)} jobs as one program "
                           f"({cfg.model.name} depth={cfg.depth} act={cfg.act}, {cfg.steps} steps)", highlight=False)
