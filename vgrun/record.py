@@ -2,7 +2,7 @@
 
 One job is one `train.Result`, or with `seeds=N` a list of N (one vmapped program). Then
 the tables hold every seed (the `seed` column: cfg.seed + i), `final` and `diagnosis`
-describe the median over seeds (`median_traces`), and `seeds` lists each seed's own
+describe the median over seeds (`median`), and `seeds` lists each seed's own
 final metrics and verdict. The plot shows the median and the spread.
 """
 

@@ -203,18 +203,17 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
     taken there; the others go on); interrupted (should_stop() became true; the chunk
     in flight finishes first). compile_s and train_s are the group's.
     """
-    n = len(hps)
+    n, expected = len(hps), set(hyper.values(cfg))
     for hp in hps:  # the set keys select code paths (vgrun.hyper.signature): one program for all
-        if set(hp) != set(hyper.values(cfg)):
-            raise ValueError(f"members set different keys: {sorted(set(hp) ^ set(hyper.values(cfg)))}")
+        if set(hp) != expected:
+            raise ValueError(f"members set different keys: {sorted(set(hp) ^ expected)}")
+    keys = [jax.random.PRNGKey(cfg.seed + i) for i in range(n)] if keys is None else keys
     if cfg.optimizer.name in GRADIENT_FREE:  # no backprop (vgrun/evolve.py): members one after another
         from vgrun import evolve
 
-        ks = keys or [jax.random.PRNGKey(cfg.seed + i) for i in range(n)]
-        return [evolve.run(hyper.with_values(cfg, hp), problem, k, on_chunk, should_stop) for hp, k in zip(hps, ks)]
+        return [evolve.run(hyper.with_values(cfg, hp), problem, k, on_chunk, should_stop) for hp, k in zip(hps, keys)]
     prog = make_train(cfg, problem, members=n)
     every, d = cfg.trace_every, prog.problem.arrays
-    keys = [jax.random.PRNGKey(cfg.seed + i) for i in range(n)] if keys is None else keys
     t0 = time.perf_counter()
     if n == 1:
         carry = prog.init(keys[0], hps[0])

@@ -41,7 +41,7 @@ def vectorizable(cfg) -> bool:
 
 
 def groups(jobs: list) -> list[list]:
-    """jobs: [(index, cfg)] -> lists of jobs with one static signature, in sweep order."""
+    """jobs: [(run_dir, cfg)] -> lists of jobs with one static signature, in sweep order."""
     from vgrun.hyper import signature
 
     out: dict[str, list] = {}
@@ -50,7 +50,7 @@ def groups(jobs: list) -> list[list]:
     return list(out.values())
 
 
-def train_group(members: list, max_members: int, progress=None) -> None:
+def train_group(members: list, max_members: int) -> None:
     """members: [(run_dir, cfg)] of one signature: train them together, leave the results in _PENDING."""
     import jax
 
@@ -62,7 +62,7 @@ def train_group(members: list, max_members: int, progress=None) -> None:
         t0 = time.perf_counter()
         keys = [jax.random.PRNGKey(c.seed) for _, c in part]
         try:
-            results = train.run_members(cfg0, [hyper.values(c) for _, c in part], keys=keys, on_chunk=progress)
+            results = train.run_members(cfg0, [hyper.values(c) for _, c in part], keys=keys)
         except Exception as e:  # the jobs then run one by one, each failing (or not) on its own
             log.warning("vectorized group of %d failed (%s: %s); running its jobs one by one",
                         len(part), type(e).__name__, e)
@@ -86,7 +86,7 @@ def prepare(job_configs: list, max_members: int, console=None) -> dict:
         if Job(Path(run_dir), True, Path(run_dir).parent).skip_reason(config_dict(cfg)):
             continue
         todo.append((run_dir, cfg))
-    batches = [g for g in groups([(d, c) for d, c in todo]) if len(g) > 1]
+    batches = [g for g in groups(todo) if len(g) > 1]
     for g in batches:
         cfg = g[0][1]
         setup_jax(cfg)  # its dtype (float64 or not) for this group; threads from the first call
