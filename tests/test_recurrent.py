@@ -107,3 +107,18 @@ def test_spectral_of_a_diverged_matrix_is_nan_not_a_crash():
     rho, smax = jax.jit(rnn.spectral)(w)
     assert np.allclose(rho[0], 2.0) and np.allclose(smax[0], 2.0)
     assert np.isnan(rho[1]) and np.isnan(smax[1])
+
+
+@pytest.mark.parametrize("kind,form,depth,data", [("rnn", "standard", 1, "adding"), ("rnn", "pascanu", 2, "adding"),
+                                                  ("lstm", "standard", 2, "copy"), ("gru", "standard", 1, "copy")])
+def test_held_out_pass_equals_the_training_forward_pass(kind, form, depth, data):
+    """The held-out pass keeps only the readout steps (no stacked states): same outputs."""
+    cfg = tiny(kind, form, depth=depth)
+    cfg.data = DataConfig(name=data)
+    prog = train.make_train(cfg)
+    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps)
+    params, _ = net.init(jax.random.PRNGKey(5))
+    x = prog.problem.arrays["x_test"][:7]
+    held_out = net.apply(params, {}, x, train=False)[0]
+    np.testing.assert_allclose(held_out, net.apply(params, {}, x, train=True)[0], rtol=1e-12)
+    assert held_out.shape[1:] == ((prog.problem.n_out_steps,) if prog.problem.n_out_steps > 1 else ()) + (prog.problem.n_out,)
