@@ -1,3 +1,4 @@
+import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -31,3 +32,30 @@ def test_zero_and_nonfinite():
 def test_global_norm_of_a_tree():
     tree = {"a": jnp.full((3,), 1e-25), "b": {"c": jnp.full((4,), 1e-25)}}
     assert float(global_norm(tree)) == pytest.approx(1e-25 * np.sqrt(7), rel=1e-5)
+
+
+@pytest.mark.parametrize("scale", [1e-35, 1e-20, 1e-13, 1e-12, 1.0, 1e18, 1e30])
+def test_vmapped_members_each_get_their_own_exact_norm(scale):
+    # one member in the plain sum's exact range, one outside it: the cond is taken for all at once
+    rng = np.random.default_rng(1)
+    x = np.stack([rng.standard_normal((3, 40, 50)) * scale, rng.standard_normal((3, 40, 50))])
+    ref = np.sqrt((x.astype(np.float64) ** 2).sum((2, 3)))
+    xs = jnp.asarray(x, jnp.float32)
+    for got in (jax.vmap(lambda v: safe_norm(v, (1, 2)))(xs), jax.jit(jax.vmap(jax.vmap(safe_norm)))(xs)):
+        np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=1e-5)
+    flags = jax.vmap(safe_norm)(jnp.array([[1.0, jnp.inf], [1.0, jnp.nan], [3.0, 4.0], [0.0, 0.0]]))
+    assert np.isinf(flags[0]) and np.isnan(flags[1]) and list(np.asarray(flags[2:])) == [5.0, 0.0]
+
+
+def test_norm_derivative():
+    x = jnp.array([[3.0, 4.0], [1e-30, 0.0]])
+    np.testing.assert_allclose(jax.grad(lambda v: safe_norm(v))(x), np.asarray(x) / 5.0, rtol=1e-6)
+    np.testing.assert_allclose(jax.jacfwd(lambda v: safe_norm(v, 1))(x)[1, 1], [1.0, 0.0])
+
+
+def test_float64_range():
+    jax.config.update("jax_enable_x64", True)  # restored by conftest
+    x = np.random.default_rng(2).standard_normal((30, 50))
+    for scale in (1e-300, 1e-160, 1.0, 1e160):
+        ref = np.sqrt(np.sum(x**2)) * scale
+        assert float(safe_norm(jnp.asarray(x * scale, jnp.float64))) == pytest.approx(ref, rel=1e-12)

@@ -7,10 +7,13 @@ only (NaN at the output layer).
 
 from __future__ import annotations
 
+import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_batching import custom_vmap
 
 TRACE_FIELDS = ("grad_w", "grad_b", "delta", "weight", "update_ratio", "act_mean", "act_std", "saturated")
 STEP_FIELDS = ("loss", "acc", "grad_norm", "test_loss", "test_acc")
@@ -30,20 +33,74 @@ class Trace(NamedTuple):
 
 
 def safe_norm(x: jax.Array, axis=None) -> jax.Array:
-    """Euclidean norm that does not underflow: max|x| * ||x / max|x|||.
+    """Euclidean norm that does not underflow or overflow, in one pass where that is exact.
 
     sqrt(sum(x**2)) is 0 in float32 once |x| ~ 1e-22 (the squares fall below the
     smallest normal number and XLA on CPU flushes subnormals to zero), and inf once
-    |x| ~ 1e19. Scaling by the max first keeps the norm right from float32's smallest
-    normal (~1.2e-38) up to its largest. Two passes over x; a one-pass variant (sums of
-    squares at three power-of-two scales) measured slower on CPU, where XLA does not
-    fuse sibling reductions. Non-finite entries give a non-finite norm (inf or NaN).
+    |x| ~ 1e19. So the plain sum of squares s is kept only where it is provably right:
+    s finite and s >= `_exact_floor` (then the squares and partial sums that may have
+    been flushed add up to less than half a unit in the last place of s). Otherwise
+    (vanishing or exploding arrays, inf, NaN) it falls back to `scaled_norm` (max|x|
+    first, then the scaled sum of squares: right from float32's smallest normal, ~1.2e-38,
+    up to its largest). One `lax.cond` per call, on all the norms it returns at once: the
+    common case is one pass over x instead of two (traced step at depth 10, digits, width 128,
+    one core: 1.49 -> 1.20 ms, untraced 1.01 ms). Under `vmap` a cond becomes a select that runs both
+    branches, so the batching rule takes the cond on all members at once instead.
+    Non-finite entries give a non-finite norm (inf or NaN); differentiable (d|x| = <x, dx> / |x|).
     """
-    m = jnp.max(jnp.abs(x), axis=axis, keepdims=True, initial=0)  # initial: empty arrays have norm 0
+    x = jnp.asarray(x)
+    if axis is None:
+        axes = tuple(range(x.ndim))
+    else:
+        axes = tuple(a % x.ndim for a in ((axis,) if isinstance(axis, int) else axis))
+    n = _norm(x, axes)
+    return n if axis is not None else n.reshape(())
+
+
+def scaled_norm(x: jax.Array, axes: tuple) -> jax.Array:
+    """max|x| * ||x / max|x|||: two passes over x, right over the whole float range."""
+    m = jnp.max(jnp.abs(x), axis=axes, keepdims=True, initial=0)  # initial: empty arrays have norm 0
     scale = jnp.where((m > 0) & jnp.isfinite(m), m, 1)
-    n = scale * jnp.sqrt(jnp.sum(jnp.square(x / scale), axis=axis, keepdims=True))
+    n = scale * jnp.sqrt(jnp.sum(jnp.square(x / scale), axis=axes, keepdims=True))
     n = jnp.where(jnp.isinf(m), m, n)  # an inf entry: the norm is inf
-    return jnp.squeeze(n, axis) if axis is not None else n.reshape(())
+    return jnp.squeeze(n, axes)
+
+
+def _exact_floor(dtype, n: int) -> float:
+    """A sum of n squares at least this large is exact to rounding: the at most 2n squares and
+    partial sums below the smallest normal (flushed to 0 or not) are each off by less than
+    `tiny`, in all less than 2n * tiny <= s * eps / 2."""
+    fi = jnp.finfo(dtype)
+    return 2.0 ** (fi.minexp + fi.nmant + 2 + math.ceil(math.log2(max(n, 1))))
+
+
+def _checked(axes):
+    """x -> the norms over axes: plain where exact, else scaled_norm; batched: one cond for all members."""
+
+    @custom_vmap
+    def norm(x):
+        floor = jnp.asarray(_exact_floor(x.dtype, math.prod(x.shape[a] for a in axes)), x.dtype)
+        s = jnp.sum(jnp.square(x), axis=axes)
+        exact = jnp.all((s >= floor) & jnp.isfinite(s))
+        return jax.lax.cond(exact, lambda: jnp.sqrt(s), lambda: scaled_norm(x, axes))
+
+    @norm.def_vmap
+    def _batched(axis_size, in_batched, x):  # the batch axis is 0: the same norm one axis further in
+        return _checked(tuple(a + 1 for a in axes))(x), True
+
+    return norm
+
+
+@partial(jax.custom_jvp, nondiff_argnums=(1,))
+def _norm(x, axes):
+    return _checked(axes)(x)
+
+
+@_norm.defjvp
+def _norm_jvp(axes, primals, tangents):  # custom_vmap has no derivative of its own
+    (x,), (t,) = primals, tangents
+    n = _norm(x, axes)
+    return n, jnp.where(n > 0, jnp.sum(x * t, axis=axes) / jnp.where(n > 0, n, 1), 0)
 
 
 @jax.custom_vjp
