@@ -6,7 +6,8 @@ back from the end, where the loss is taken. Per traced step and recurrent layer:
     delta[l, t]     RMS over the batch of |dL/dh_t| (BPTT, from zero probes on h_t)
     jacobian[l, t]  RMS over the batch of |v^T dh_{T-1}/dh_t| for a random unit v per
                     example: a one-pass estimate of the Jacobian product
-                    prod dh_s/dh_{s-1} over the horizon k (E|v^T J|^2 = |J|_F^2 / H)
+                    prod dh_s/dh_{s-1} over the horizon k (E|v^T J|^2 = |J|_F^2 / H),
+                    pulled back from the same forward pass as the loss
     grad_rec, grad_in, grad_b   |dL/dW_rec|, |dL/dU|, |dL/db|
     weight_rec, update_ratio    |W_rec|, |W_rec(t+1) - W_rec(t)| / |W_rec(t)|
     rho, sigma_max              spectral radius and largest singular value of W_rec
@@ -42,15 +43,18 @@ TIME_FIELDS = ("delta", "jacobian")
 LAYER_FIELDS = ("grad_rec", "grad_in", "grad_b", "weight_rec", "update_ratio", "rho", "sigma_max")
 
 
-def trace_step(model, params, x, grads, probe_grads, updates, key, batch: int) -> TimeTrace:
+def unit_vectors(key, like: jax.Array) -> jax.Array:
+    """A random unit vector per example: [B, H] like `like`."""
+    v = jax.random.normal(key, like.shape, like.dtype)
+    return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
+
+
+def trace_step(params, grads, probe_grads, jacobian, updates, batch: int) -> TimeTrace:
+    """probe_grads: dL/dh_t [D, T, B, H]; jacobian: v_i^T dh_{T-1,i} / dh_{t,i} [D, T, B, H]
+    (both pulled back from one forward pass, in vgrun.train)."""
     h = params["rec"]["w"].shape[-2]
     delta = jnp.sqrt(jnp.asarray(batch, probe_grads.dtype)) * safe_norm(probe_grads, (2, 3))
-    v = jax.random.normal(key, (batch, h), probe_grads.dtype)
-    v = v / jnp.linalg.norm(v, axis=-1, keepdims=True)
-    zero = jnp.zeros_like(probe_grads)
-    _, vjp = jax.vjp(lambda p: model.hidden(params, x, p)[-1], zero)
-    (jg,) = vjp(v)  # [D, T, B, H]: v_i^T dh_{T-1,i} / dh_{t,i}
-    jacobian = safe_norm(jg, (2, 3)) / jnp.sqrt(jnp.asarray(batch, jg.dtype))
+    jacobian = safe_norm(jacobian, (2, 3)) / jnp.sqrt(jnp.asarray(batch, jacobian.dtype))
     w_in = [grads["inp"]["w"][None]] + ([grads["hid"]["w"]] if grads["hid"]["w"].shape[0] else [])
     grad_in = jnp.concatenate([safe_norm(g, (1, 2)) for g in w_in])
     w = params["rec"]["w"]

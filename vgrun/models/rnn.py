@@ -31,7 +31,7 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 class RecModel(NamedTuple):
     init: object  # key -> (params, state)
-    apply: object  # (params, state, x [B, T, n_in], probes | None, train, stats) -> (y, state, None)
+    apply: object  # (params, state, x [B, T, n_in], probes | None, train, stats) -> (y, state, h_{T-1} | None)
     hidden: object  # (params, x, probes) -> top layer states [T, B, H]
     probes: object  # batch -> zero probes [depth, T, B, H]
     kind: str
@@ -155,10 +155,11 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
         return seq  # [T, B, H]
 
     def apply(params, state, x, probes=None, train=True, stats=False):
+        """-> (y, state, the top layer's last state h_{T-1} [B, H] if stats else None)."""
         top = hidden(params, x, probes, None if train else n_out_steps)[-n_out_steps:]  # [n_out_steps, B, H]
         y = jnp.dot(top, params["out"]["w"]) + params["out"]["b"]
         y = jnp.swapaxes(y, 0, 1)  # [B, n_out_steps, n_out]
-        return (y[:, 0] if n_out_steps == 1 else y), state, None
+        return (y[:, 0] if n_out_steps == 1 else y), state, (top[-1] if stats else None)
 
     def probes(batch_size, seq_len):
         return jnp.zeros((depth, seq_len, batch_size, h), dtype)
