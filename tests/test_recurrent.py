@@ -31,7 +31,7 @@ def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
     a = prog.problem.arrays
     carry = prog.init(jax.random.PRNGKey(0))
     x, y = prog.problem.sample(jax.random.fold_in(carry.key, 0), a, cfg.batch_size)
-    _, (_, trace) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), a)
+    _, (_, (trace, _)) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), a)  # (trace, W_rec)
     net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
     per_example = jax.jit(lambda p: ((net.apply(carry.params, {}, x, p)[0] - y) ** 2).sum(-1))  # L_i  [B]
     zero = net.probes(cfg.batch_size, prog.problem.seq_steps)  # [D, T, B, H]
@@ -50,7 +50,7 @@ def test_jacobian_trace_of_a_linear_rnn_is_v_times_a_matrix_power():
     cfg = tiny(act="linear", rec_init="orthogonal")
     cfg.model.rec_gain = 0.9  # W = 0.9 Q: |v^T W^k| = 0.9^k exactly for a unit v
     prog = train.make_train(cfg)
-    _, (_, trace) = prog.chunk(prog.init(jax.random.PRNGKey(1)), prog.problem.arrays)
+    _, (_, (trace, _)) = prog.chunk(prog.init(jax.random.PRNGKey(1)), prog.problem.arrays)
     k = np.arange(cfg.seq_len)[::-1]  # horizon of time step t
     np.testing.assert_allclose(np.asarray(trace.jacobian[0, 0]), 0.9**k, rtol=1e-10)
 
@@ -77,7 +77,7 @@ def test_vanishing_below_one_over_gamma_and_exploding_above():
         cfg = Config(depth=1, width=64, act="tanh", seq_len=60, batch_size=32, steps=1, chunks=1, dtype="float64",
                      model=ModelConfig(name="rnn", **model), data=DataConfig(name="adding"))
         prog = train.make_train(cfg)
-        _, (_, trace) = prog.chunk(prog.init(jax.random.PRNGKey(4)), prog.problem.arrays)
+        _, (_, (trace, _)) = prog.chunk(prog.init(jax.random.PRNGKey(4)), prog.problem.arrays)
         return np.asarray(trace.delta[0, 0]), np.asarray(trace.jacobian[0, 0])
 
     d, j = delta(rec_sigma_max=0.8)
@@ -122,3 +122,18 @@ def test_held_out_pass_equals_the_training_forward_pass(kind, form, depth, data)
     held_out = net.apply(params, {}, x, train=False)[0]
     np.testing.assert_allclose(held_out, net.apply(params, {}, x, train=True)[0], rtol=1e-12)
     assert held_out.shape[1:] == ((prog.problem.n_out_steps,) if prog.problem.n_out_steps > 1 else ()) + (prog.problem.n_out,)
+
+
+def test_traced_spectra_of_w_rec_come_back_from_the_host_for_every_member():
+    """rho and sigma_max of W_rec at each traced step (computed on the host, beside the next chunk)."""
+    cfg = tiny(rec_radius=0.7)
+    cfg.steps, cfg.chunks = 6, 3
+    hps = [train.hyper.values(cfg)] * 2
+    runs = train.run_members(cfg, hps, keys=[jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+    for r in runs:
+        assert r.traces.rho.shape == (6, 1)
+        np.testing.assert_allclose(r.traces.rho[0], 0.7, rtol=1e-9)  # step 0 traces the initial W_rec
+        w_end = np.asarray(r.carry.params["rec"]["w"][0])  # after the last step
+        assert np.all(np.isfinite(r.traces.sigma_max)) and np.all(r.traces.sigma_max >= r.traces.rho * (1 - 1e-12))
+        assert abs(np.abs(np.linalg.eigvals(w_end)).max() - r.traces.rho[-1, 0]) < 0.05  # one step apart
+    assert runs[0].traces.rho[-1, 0] != runs[1].traces.rho[-1, 0]  # each member its own W_rec

@@ -11,6 +11,7 @@ static `traced` flag. Everything is jitted once per job: `init`, `chunk`, `evalu
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -40,6 +41,7 @@ class Carry(NamedTuple):
 class Program(NamedTuple):
     init: Callable  # (key, hp) -> Carry
     chunk: Callable  # (Carry, arrays) -> (Carry, (metrics: dict of [S], trace: of [S / trace_every, ...]))
+    #                  recurrent: trace = (TimeTrace, W_rec), completed on the host by temporal.finish
     evaluate: Callable  # (Carry, arrays) -> (held-out loss, held-out accuracy)
     train: Callable  # (key, hp, arrays) -> (Carry, outputs stacked over chunks)
     problem: Problem
@@ -243,13 +245,15 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
     def member(tree, i):
         return tree if n == 1 else jax.tree_util.tree_map(lambda v: v[i], tree)
 
+    # recurrent: the spectra of W_rec are computed on the host, beside the next chunk (temporal.finish)
+    spectra = ThreadPoolExecutor(1) if is_recurrent(cfg) else None
     metrics, traces = [], []
     status, ends, tests, carries = ["completed"] * n, [prog.n_chunks] * n, [None] * n, [None] * n
     for c in range(prog.n_chunks):
         carry, (m, t) = chunk(carry, d)
         m, t = jax.device_get((m, t))
         metrics.append(m)
-        traces.append(t)
+        traces.append(spectra.submit(temporal.finish, t) if spectra else t)
         live = [i for i in range(n) if tests[i] is None]
         if on_chunk is not None:
             on_chunk(c + 1, prog, member(m, live[0]))
@@ -265,6 +269,9 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
                 carries[i] = member(host, i)
         if stop or all(t is not None for t in tests):
             break
+    if spectra:
+        traces = [t.result() for t in traces]
+        spectra.shutdown()
     train_s = time.perf_counter() - t0 - compile_s
 
     def result(i):
