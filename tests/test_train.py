@@ -100,3 +100,22 @@ def test_float64_measures_below_float32_range():
     assert r.traces.delta.dtype == np.float64
     assert 0 < r.traces.delta[0, 0] < 1e-38  # beyond float32's smallest normal, yet measured
     jax.config.update("jax_enable_x64", False)
+
+
+def test_jobs_of_one_signature_share_a_compiled_program_and_get_their_own_results():
+    """A sweep's later jobs reuse the program of an earlier one with the same static
+    signature (vgrun.hyper); their results equal those of a fresh program."""
+    a = small(optimizer=OptimizerConfig(lr=0.05), seed=3)
+    b = small(optimizer=OptimizerConfig(lr=0.2), seed=4)
+    train._PROGRAMS.clear()
+    first = run(a)
+    shared = run(b)  # b's program is a's
+    assert len(train._PROGRAMS) == 1 and shared.compile_s < first.compile_s
+    train._PROGRAMS.clear()
+    alone = run(b)
+    for f in alone.traces._fields:
+        np.testing.assert_array_equal(getattr(shared.traces, f), getattr(alone.traces, f))
+    np.testing.assert_array_equal(shared.metrics["loss"], alone.metrics["loss"])
+    assert not np.array_equal(first.metrics["loss"], alone.metrics["loss"])
+    run(small(depth=4))  # another signature: another program
+    assert len(train._PROGRAMS) == 2
