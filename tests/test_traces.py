@@ -43,8 +43,11 @@ def test_vmapped_members_each_get_their_own_exact_norm(scale):
     xs = jnp.asarray(x, jnp.float32)
     for got in (jax.vmap(lambda v: safe_norm(v, (1, 2)))(xs), jax.jit(jax.vmap(jax.vmap(safe_norm)))(xs)):
         np.testing.assert_allclose(np.asarray(got, np.float64), ref, rtol=1e-5)
-    flags = jax.vmap(safe_norm)(jnp.array([[1.0, jnp.inf], [1.0, jnp.nan], [3.0, 4.0], [0.0, 0.0]]))
-    assert np.isinf(flags[0]) and np.isnan(flags[1]) and list(np.asarray(flags[2:])) == [5.0, 0.0]
+    for n in (2, 5000):  # below and above traces.SMALL (the one-pass attempt)
+        rows = np.zeros((4, n), np.float32)
+        rows[:, :2] = [[1.0, np.inf], [1.0, np.nan], [3.0, 4.0], [0.0, 0.0]]
+        for got in (jax.vmap(safe_norm)(jnp.asarray(rows)), safe_norm(jnp.asarray(rows), 1)):
+            assert np.isinf(got[0]) and np.isnan(got[1]) and list(np.asarray(got[2:])) == [5.0, 0.0]
 
 
 def test_norm_derivative():
