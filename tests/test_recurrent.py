@@ -137,3 +137,22 @@ def test_traced_spectra_of_w_rec_come_back_from_the_host_for_every_member():
         assert np.all(np.isfinite(r.traces.sigma_max)) and np.all(r.traces.sigma_max >= r.traces.rho * (1 - 1e-12))
         assert abs(np.abs(np.linalg.eigvals(w_end)).max() - r.traces.rho[-1, 0]) < 0.05  # one step apart
     assert runs[0].traces.rho[-1, 0] != runs[1].traces.rho[-1, 0]  # each member its own W_rec
+
+
+@pytest.mark.parametrize("probed", [False, True])
+def test_lstm_backward_pass_matches_numerical_derivatives(probed):
+    """The LSTM's written-out backward pass (rnn.lstm_scan): every parameter's gradient, and
+    the probes', against central differences (jax.test_util.check_grads, float64)."""
+    from jax.test_util import check_grads
+
+    cfg = tiny("lstm", depth=2)
+    prog = train.make_train(cfg)
+    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
+    params, _ = net.init(jax.random.PRNGKey(6))
+    x, y = prog.problem.sample(jax.random.PRNGKey(7), prog.problem.arrays, cfg.batch_size)
+    probes = 0.1 * jax.random.normal(jax.random.PRNGKey(8), net.probes(cfg.batch_size, prog.problem.seq_steps).shape)
+
+    def loss(params, probes):
+        return jnp.sum(jnp.sin(3 * net.apply(params, {}, x, probes if probed else None)[0] - y))
+
+    check_grads(loss, (params, probes), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7)

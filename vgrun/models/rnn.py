@@ -11,6 +11,7 @@
 U u_t + b of a whole sequence is one matmul outside the time scan; only the recurrent
 matmul is inside it. `probes` [depth, T, B, H] are zeros added to every state h_t (x_t
 for pascanu), so their gradient is dL/dh_t through time (BPTT), taken without hooks.
+The LSTM's time scan has its own backward pass (`lstm_scan`).
 The output is the readout of the last `n_out_steps` steps of the top layer.
 """
 
@@ -85,6 +86,73 @@ def init_recurrent(key, mcfg, depth: int, h: int, dtype) -> jax.Array:
     return w
 
 
+def lstm_gates(zz: jax.Array, h: int) -> jax.Array:
+    """[B, 4H] pre-activations -> gates i, f, g, o: sigmoid, sigmoid, tanh, sigmoid, in one
+    tanh over the whole block (sigmoid(x) = tanh(x / 2) / 2 + 1 / 2): one fused pass where
+    four slices ran four (the LSTM forward pass at H=128, B=64, T=200: 35 -> 17 ms)."""
+    half = jnp.full((h,), 0.5, zz.dtype)
+    scale = jnp.concatenate([half, half, jnp.ones((h,), zz.dtype), half])
+    shift = jnp.concatenate([half, half, jnp.zeros((h,), zz.dtype), half])
+    return jnp.tanh(zz * scale) * scale + shift
+
+
+def lstm_scan(probed: bool):
+    """scan(w [H, 4H], a [T, B, 4H] (= U u_t + b)[, p [T, B, H]]) -> h_t [T, B, H] of an LSTM
+    from zero states, with its backward pass written out (a custom VJP).
+
+    Autodiff of the scan saved a dozen residual arrays per time step and read them all back;
+    this saves the gates and c_t, and takes dL/dW as one matmul after the reverse scan
+    (fwd + bwd 121 -> 93 ms at H=128, B=64, T=200 on one core). The probe p_t is added to
+    h_t: its gradient is dL/dh_t. Checked against numerical derivatives in tests.
+    """
+
+    def forward(w, a, p):
+        h = w.shape[0]
+        zero = jnp.zeros(a.shape[1:2] + (h,), a.dtype)
+
+        def step(state, x):
+            hh, c = state
+            gates = lstm_gates(jnp.dot(hh, w) + x[0], h)
+            c = gates[:, h : 2 * h] * c + gates[:, :h] * gates[:, 2 * h : 3 * h]
+            hh = gates[:, 3 * h :] * jnp.tanh(c) + (x[1] if probed else 0)
+            return (hh, c), (hh, c, gates)
+
+        _, (hs, cs, gs) = jax.lax.scan(step, (zero, zero), (a, p) if probed else (a,))
+        return hs, (w, hs, cs, gs)
+
+    def backward(res, d_hs):
+        w, hs, cs, gs = res
+        h, wt = w.shape[0], w.T
+        zero = jnp.zeros_like(hs[0])
+
+        def step(carry, x):
+            dh, dc = carry
+            t, dh_t, g_t, c_t = x
+            c_prev = jnp.where(t > 0, jax.lax.dynamic_index_in_dim(cs, jnp.maximum(t - 1, 0), 0, False), 0)
+            i, f, g, o = (g_t[:, k * h : (k + 1) * h] for k in range(4))
+            dh = dh + dh_t  # dL/dh_t: through time and through the layer's output
+            tc = jnp.tanh(c_t)
+            dc = dc + dh * o * (1 - tc * tc)
+            dz = jnp.concatenate([dc * g * i * (1 - i), dc * c_prev * f * (1 - f), dc * i * (1 - g * g),
+                                  dh * tc * o * (1 - o)], -1)
+            return (jnp.dot(dz, wt), dc * f), (dz, dh) if probed else dz
+
+        xs = (jnp.arange(hs.shape[0]), d_hs, gs, cs)
+        _, out = jax.lax.scan(step, (zero, zero), xs, reverse=True)
+        d_z = out[0] if probed else out
+        h_prev = jnp.concatenate([zero[None], hs[:-1]])
+        d_w = jnp.dot(h_prev.reshape(-1, h).T, d_z.reshape(-1, 4 * h))
+        return (d_w, d_z, out[1]) if probed else (d_w, d_z)
+
+    if probed:
+        run = jax.custom_vjp(lambda w, a, p: forward(w, a, p)[0])
+        run.defvjp(forward, backward)
+    else:
+        run = jax.custom_vjp(lambda w, a: forward(w, a, None)[0])
+        run.defvjp(lambda w, a: forward(w, a, None), backward)
+    return run
+
+
 def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
     kind, depth, h, mcfg = cfg.model.name, cfg.depth, cfg.width, cfg.model
     g = GATES[kind]
@@ -125,11 +193,12 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
             hh = (1 - z) * hh + z * cand + p
             return hh, hh
         hh, c = carry  # lstm
-        zz = jnp.dot(hh, w) + a
-        i, f, gg, o = (zz[:, k * h : (k + 1) * h] for k in range(4))
-        c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(gg)
-        hh = jax.nn.sigmoid(o) * jnp.tanh(c) + p
+        gates = lstm_gates(jnp.dot(hh, w) + a, h)
+        c = gates[:, h : 2 * h] * c + gates[:, :h] * gates[:, 2 * h : 3 * h]
+        hh = gates[:, 3 * h :] * jnp.tanh(c) + p
         return (hh, c), hh
+
+    lstm_scans = {probed: lstm_scan(probed) for probed in (False, True)}
 
     def hidden(params, x, probes, keep=None):
         """Top layer states [T, B, H]; with `keep`, only its last `keep` (the held-out pass:
@@ -149,7 +218,9 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
                 _, seq = jax.lax.scan(step, carry0, seq[n - k :])
                 continue
             a = jnp.dot(seq, w_in) + b  # [T, B, gH]: one matmul for all steps
-            if probes is None:
+            if kind == "lstm":
+                seq = lstm_scans[False](w, a) if probes is None else lstm_scans[True](w, a, probes[l])
+            elif probes is None:
                 _, seq = jax.lax.scan(lambda c, a_t: cell(w, c, a_t), carry0, a)
             else:
                 _, seq = jax.lax.scan(lambda c, ap: cell(w, c, *ap), carry0, (a, probes[l]))
