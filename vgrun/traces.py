@@ -43,10 +43,13 @@ def safe_norm(x: jax.Array, axis=None) -> jax.Array:
     (vanishing or exploding arrays, inf, NaN) it falls back to `scaled_norm` (max|x|
     first, then the scaled sum of squares: right from float32's smallest normal, ~1.2e-38,
     up to its largest). One `lax.cond` per call, on all the norms it returns at once: the
-    common case is one pass over x instead of two (traced step at depth 10, digits, width 128,
-    one core: 1.49 -> 1.20 ms, untraced 1.01 ms; at depth 20 and 50, sigmoid, where the first
-    layers' gradients sit below the floor and take the fallback, it measured even with the
-    two-pass norm). Norms over at most `SMALL` entries (biases) go straight to scaled_norm. Under `vmap` a cond becomes a select that runs both
+    common case is one pass over x instead of two. Measured (digits, width 128, sigmoid, one
+    core, benchmarks/bench_traces.py): with a neighbour loading the other core, traced step at
+    depth 10 1.49 -> 1.20 ms (untraced 1.01); on a quiet machine the two-pass norm costs
+    little more than one pass and the gain is within noise at depth 10 (1.14 vs 1.17 ms),
+    2.81 -> 2.74 ms at depth 20 and 7.96 -> 7.54 ms at depth 50, where the first layers'
+    gradients sit below the floor and take the fallback. Norms over at most `SMALL` entries
+    (biases) go straight to scaled_norm. Under `vmap` a cond becomes a select that runs both
     branches, so the batching rule takes the cond on all members at once instead.
     Non-finite entries give a non-finite norm (inf or NaN); differentiable (d|x| = <x, dx> / |x|).
     """
