@@ -8,7 +8,7 @@ import pytest
 
 from vgrun import models
 from vgrun.activations import ACTIVATIONS
-from vgrun.config import Config, InitConfig
+from vgrun.config import Config, InitConfig, OptimizerConfig
 from vgrun.data import Dataset
 from vgrun.problem import from_data
 from vgrun.train import make_train
@@ -114,3 +114,20 @@ def test_activation_statistics():
         assert trace.act_std[l] == pytest.approx(h.std(), rel=1e-6)
         saturated = (1 - np.tanh(z) ** 2 < cfg.diagnosis.sat_tol).all(0).mean()
         assert trace.saturated[l] == saturated
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_update_ratio_is_the_parameter_change_over_the_weight(optimizer):
+    """|W_l(t+1) - W_l(t)| / |W_l(t)| from the parameters before and after the step: for plain
+    SGD the trace takes it from lr |dL/dW_l| (no pass over the updates), for Adam from the updates."""
+    cfg, data = tiny_problem("tanh")
+    cfg.optimizer = OptimizerConfig(name=optimizer, lr=0.1)
+    prog = make_train(cfg, from_data(data, jnp.float64))
+    carry = prog.init(jax.random.PRNGKey(0))
+    before = jax.tree_util.tree_map(np.asarray, carry.params)
+    after, (_, trace) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), prog.problem.arrays)
+    w0, w1 = before, jax.tree_util.tree_map(np.asarray, after.params)
+    change = [np.linalg.norm(w1["inp"]["w"] - w0["inp"]["w"]) / np.linalg.norm(w0["inp"]["w"])]
+    change += [np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(w1["hid"]["w"], w0["hid"]["w"])]
+    change += [np.linalg.norm(w1["out"]["w"] - w0["out"]["w"]) / np.linalg.norm(w0["out"]["w"])]
+    np.testing.assert_allclose(np.asarray(trace.update_ratio[0]), change, rtol=1e-9)
