@@ -118,8 +118,7 @@ def test_activation_statistics():
 
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_update_ratio_is_the_parameter_change_over_the_weight(optimizer):
-    """|W_l(t+1) - W_l(t)| / |W_l(t)| from the parameters before and after the step: for plain
-    SGD the trace takes it from lr |dL/dW_l| (no pass over the updates), for Adam from the updates."""
+    """|W_l(t+1) - W_l(t)| / |W_l(t)| against the parameters before and after the step."""
     cfg, data = tiny_problem("tanh")
     cfg.optimizer = OptimizerConfig(name=optimizer, lr=0.1)
     prog = make_train(cfg, from_data(data, jnp.float64))

@@ -156,13 +156,10 @@ def layer_norms(tree, name: str) -> jax.Array:
     )
 
 
-def trace_step(grads, probe_grads, params, updates, layer_stats, batch: int, lr=None) -> Trace:
+def trace_step(grads, probe_grads, params, updates, layer_stats, batch: int) -> Trace:
     """The per-layer trace of one step from what the step computed anyway.
 
-    probe_grads hold |dL/dz_l|_F (over the batch), |dL/dW_l|, |dL/db_l| (`tap`). `lr`: the
-    step is plain SGD (W <- W - lr dL/dW, no clipping, no schedule), so |W(t+1) - W(t)| =
-    lr |dL/dW_l|, already measured: no pass over the updates (a fifth of the trace's cost
-    at depth 20)."""
+    probe_grads hold |dL/dz_l|_F (over the batch), |dL/dW_l|, |dL/db_l| (`tap`)."""
     hid, out = probe_grads["hid"], probe_grads["out"]
     per_layer = {k: jnp.concatenate([hid[k], out[k][None]]) for k in ("z", "w", "b")}
     # dL/dz = (1/B) dL_i/dz_i for a batch-mean loss, so RMS_i |dL_i/dz_i| = sqrt(B) |dL/dz|_F
@@ -176,7 +173,7 @@ def trace_step(grads, probe_grads, params, updates, layer_stats, batch: int, lr=
         grad_b=per_layer["b"],
         delta=delta,
         weight=weight,
-        update_ratio=(layer_norms(updates, "w") if lr is None else lr * per_layer["w"]) / weight,
+        update_ratio=layer_norms(updates, "w") / weight,
         act_mean=mean,
         act_std=std,
         saturated=sat,

@@ -109,8 +109,6 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
     n_chunks = n_chunks_for(cfg.steps, every, cfg.chunks)
     chunk_steps = cfg.steps // n_chunks
     clipping = cfg.optimizer.clip_norm is not None  # then the pre-clip norm is kept at every step
-    o = cfg.optimizer  # the update is -lr * grad: its norm is known from the gradient's (traces.trace_step)
-    plain_sgd = o.name == "sgd" and o.clip_norm is None and o.clip_value is None and o.schedule == "constant"
 
     def init(key, hp):
         hp = {k: jnp.asarray(v, dtype) for k, v in hp.items()}
@@ -163,8 +161,7 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
             trace = temporal.trace_step(carry.params, grads, probe_grads, jacobian, updates, batch)
             metrics["grad_norm"] = global_norm(grads)
         elif traced:
-            lr = carry.hp["optimizer.lr"] if plain_sgd else None
-            trace = trace_step(grads, probe_grads, carry.params, updates, stats, batch, lr)
+            trace = trace_step(grads, probe_grads, carry.params, updates, stats, batch)
             metrics["grad_norm"] = trace_global_norm(grads, trace)
         return carry._replace(params=params, state=state, opt_state=opt_state, step=carry.step + 1), metrics, trace
 
