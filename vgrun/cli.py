@@ -162,8 +162,8 @@ def _failed(job, e: Exception, config, fail_fast: bool) -> int:
 def train_job(cfg: Config, run_dir: Path) -> int:
     stop = StopFlag()
     t_start = time.perf_counter()
-    loading = preload()
     setup_jax(cfg)
+    loading = preload()  # after JAX's backend started: a CI sweep job once hung with the two imports overlapping
     if cfg.model.name == "doya":
         return run_doya(cfg, run_dir, t_start)
 
