@@ -33,7 +33,6 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 class RecModel(NamedTuple):
     init: object  # key -> (params, state)
     apply: object  # (params, state, x [B, T, n_in], probes | None, train, stats) -> (y, state, h_{T-1} | None)
-    hidden: object  # (params, x, probes) -> top layer states [T, B, H]
     probes: object  # batch -> zero probes [depth, T, B, H]
     kind: str
 
@@ -229,12 +228,11 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
                 _, seq = jax.lax.scan(step, carry0, seq[n - k :])
                 continue
             a = project(seq, w_in, b)  # [T, B, gH]: all steps at once
+            xs = (a,) if probes is None else (a, probes[l])
             if kind == "lstm":
-                seq = lstm_scans[False](w, a) if probes is None else lstm_scans[True](w, a, probes[l])
-            elif probes is None:
-                _, seq = jax.lax.scan(lambda c, a_t: cell(w, c, a_t), carry0, a)
+                seq = lstm_scans[probes is not None](w, *xs)
             else:
-                _, seq = jax.lax.scan(lambda c, ap: cell(w, c, *ap), carry0, (a, probes[l]))
+                _, seq = jax.lax.scan(lambda c, x_t: cell(w, c, *x_t), carry0, xs)
         return seq  # [T, B, H]
 
     def apply(params, state, x, probes=None, train=True, stats=False):
@@ -247,4 +245,4 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
     def probes(batch_size, seq_len):
         return jnp.zeros((depth, seq_len, batch_size, h), dtype)
 
-    return RecModel(init, apply, hidden, probes, kind)
+    return RecModel(init, apply, probes, kind)
