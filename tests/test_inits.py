@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vgrun.config import InitConfig
-from vgrun.inits import INITS, init_bias, init_weight, weight_stats
+from vgrun.inits import INITS, SMALL_DRAW, _size_groups, init_bias, init_many, init_weight, weight_stats
 from vgrun.names import INIT_NAMES
 
 FAN_IN, FAN_OUT, LAYERS = 200, 300, 8
@@ -65,3 +65,39 @@ def test_bias_std():
     b = np.asarray(init_bias(jax.random.PRNGKey(3), InitConfig(sigma_b=0.3), (100_000,)))
     assert b.std() == pytest.approx(0.3, rel=0.02)
     assert not init_bias(jax.random.PRNGKey(3), InitConfig(), (10,)).any()
+
+
+@pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
+@pytest.mark.parametrize("name", INIT_NAMES)
+def test_init_many_equals_the_draws_one_by_one(name, dtype):
+    """init_many shares one random kernel among draws of similar size (a vmap over their
+    keys, each sliced from a draw of the group's largest size): every array must still be
+    bit for bit the one init_weight / init_bias draws alone, so seeds keep their weights."""
+    jax.config.update("jax_enable_x64", dtype == jnp.float64)  # tests/conftest.py restores it
+    cfg = InitConfig(name=name, gain=1.3, sigma_b=0.2, mean=0.01 if name == "normal" else None)
+    shapes = [(64, 128), (128,), (19, 128, 128), (19, 128), (128, 10), (10,), (3, 5, 7), (1,)]
+    kinds = ["bias" if len(s) == 1 or s == (19, 128) else "weight" for s in shapes]
+    keys = jax.random.split(jax.random.PRNGKey(11), len(shapes))
+    requests = [(k, s, kind) for k, s, kind in zip(keys, shapes, kinds)]
+    many = init_many(requests, cfg, dtype)
+    jitted = jax.jit(lambda: init_many(requests, cfg, dtype))()
+    eps = float(jnp.finfo(dtype).eps)
+    for k, s, kind, got, in_program in zip(keys, shapes, kinds, many, jitted):
+        alone = (init_bias if kind == "bias" else init_weight)(k, cfg, s, dtype)
+        assert got.shape == s and got.dtype == alone.dtype
+        np.testing.assert_array_equal(np.asarray(got), np.asarray(alone), err_msg=f"{name} {kind} {s}")
+        # in a program XLA may round the std's scaling differently: 1 ulp of std * z (+ the mean's rounding)
+        mean = 0.0 if kind == "bias" else weight_stats(cfg, s[-2], s[-1])[0]
+        a, b = np.asarray(in_program, np.float64), np.asarray(alone, np.float64)
+        assert np.all(np.abs(a - b) <= 1.01 * eps * (np.abs(b - mean) + 2 * abs(mean))), f"{name} {kind} {s} (jitted)"
+
+
+def test_size_groups_pad_at_most_double():
+    sizes = [311296, 8192, 1280, 2432, 128, 10]
+    groups = _size_groups(sizes)
+    assert sorted(i for g in groups for i in g) == list(range(len(sizes)))
+    for g in groups:
+        padded, actual = sizes[g[0]] * len(g), sum(sizes[i] for i in g)
+        assert sizes[g[0]] == max(sizes[i] for i in g)
+        assert padded <= max(SMALL_DRAW, 2 * actual)
+    assert len(groups) < len(sizes)  # the small ones do share

@@ -156,3 +156,35 @@ def test_lstm_backward_pass_matches_numerical_derivatives(probed):
         return jnp.sum(jnp.sin(3 * net.apply(params, {}, x, probes if probed else None)[0] - y))
 
     check_grads(loss, (params, probes), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7)
+
+
+def test_gated_orthogonal_init_does_not_hang_on_two_xla_threads():
+    """An LSTM's four orthogonal gate blocks each take a QR. On jaxlib 0.10's CPU backend a
+    batched QR blocks its XLA thread until its batch is done on the same pool, so as many
+    QRs at once as threads hung them all: this very program, in a fresh process with
+    XLA's two threads, hung every time; vgrun.inits.after runs the QRs in turn."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import jax, numpy as np\n"
+        "from hydra import compose, initialize_config_module\n"
+        "from omegaconf import OmegaConf\n"
+        "from vgrun.config import register, validate\n"
+        "from vgrun import train\n"
+        "register()\n"
+        "for ov in (['model=lstm', 'depth=2'], ['model=gru', 'depth=2', 'init=orthogonal']):\n"
+        "    with initialize_config_module('vgrun.conf', version_base=None):\n"
+        "        d = compose('config', overrides=ov + ['data=adding', 'seq_len=20'])\n"
+        "    prog = train.make_train(validate(OmegaConf.to_object(d)))\n"
+        "    for seed in range(3):\n"
+        "        params = prog.init(jax.random.PRNGKey(seed)).params\n"
+        "        assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(params))\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]

@@ -59,15 +59,29 @@ def weight_stats(icfg, fan_in: int, fan_out: int) -> tuple[float, float]:
     return mean, std
 
 
-def _orthogonal(key, n_in: int, n_out: int, dtype) -> jax.Array:
-    a = jax.random.normal(key, (max(n_in, n_out), min(n_in, n_out)), dtype)
+def after(x, token):
+    """x, made to wait for `token` (None: no wait). Every QR of an init program goes
+    through here, so XLA runs them one after another: on the CPU, jaxlib 0.10's batched
+    LAPACK kernels fan the batch out over XLA's thread pool and block until it is done,
+    and as many QRs at once as the pool has threads (an LSTM's four gate blocks on two
+    threads) left every thread waiting for the others: a hang. XLA's runtime orders
+    kernels by the buffers they read, so the wait is a real read: x + 0 * token[0] (x
+    itself for a finite token; XLA does not fold 0 * t, which is NaN for an infinite t)."""
+    if token is None:
+        return x
+    return x + jnp.zeros((), x.dtype) * token.ravel()[0].astype(x.dtype)
+
+
+def _orthogonal(key, n_in: int, n_out: int, dtype, token=None) -> jax.Array:
+    a = after(jax.random.normal(key, (max(n_in, n_out), min(n_in, n_out)), dtype), token)
     q, r = jnp.linalg.qr(a)
     q = q * jnp.sign(jnp.diagonal(r))  # Haar-uniform (Mezzadri 2007)
     return q if n_in >= n_out else q.T
 
 
-def init_weight(key, icfg, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
-    """A weight of `shape` = (..., fan_in, fan_out); leading axes are stacked layers."""
+def init_weight(key, icfg, shape: tuple[int, ...], dtype=jnp.float32, token=None) -> jax.Array:
+    """A weight of `shape` = (..., fan_in, fan_out); leading axes are stacked layers.
+    token: an orthogonal draw waits for it (see `after`)."""
     fan_in, fan_out = shape[-2], shape[-1]
     mean, std = weight_stats(icfg, fan_in, fan_out)
     dist = INITS[icfg.name].dist
@@ -79,7 +93,7 @@ def init_weight(key, icfg, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Arr
     else:  # orthogonal: one independent orthogonal matrix per stacked layer
         n = math.prod(shape[:-2])
         keys = jax.random.split(key, n)
-        q = jax.vmap(lambda k: _orthogonal(k, fan_in, fan_out, dtype))(keys)
+        q = jax.vmap(lambda k: _orthogonal(k, fan_in, fan_out, dtype), axis_size=n)(after(keys, token))
         w = q.reshape(shape) * (std * math.sqrt(max(fan_in, fan_out)))
     return w + jnp.asarray(mean, dtype)
 
@@ -87,3 +101,68 @@ def init_weight(key, icfg, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Arr
 def init_bias(key, icfg, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array:
     # no branch on sigma_b: it may be a traced value (vgrun.hyper); sigma_b = 0 gives zeros
     return icfg.sigma_b * jax.random.normal(key, shape, dtype)
+
+
+SMALL_DRAW = 1 << 16  # padding a group of draws up to this many numbers costs no measurable time
+
+
+def _size_groups(sizes: list[int]) -> list[list[int]]:
+    """Indices grouped for one vmapped draw each, padded to the group's largest size: a draw
+    joins a group while the padding at most doubles the numbers drawn (or stays small)."""
+    groups: list[list[int]] = []
+    for i in sorted(range(len(sizes)), key=lambda i: -sizes[i]):
+        if groups:
+            g = groups[-1]
+            padded = sizes[g[0]] * (len(g) + 1)
+            if padded <= max(SMALL_DRAW, 2 * (sum(sizes[j] for j in g) + sizes[i])):
+                g.append(i)
+                continue
+        groups.append([i])
+    return groups
+
+
+def init_many(requests: list[tuple], icfg, dtype=jnp.float32, token=None) -> list[jax.Array]:
+    """requests: [(key, shape, "weight" | "bias")] -> the arrays init_weight / init_bias(key,
+    icfg, shape, dtype) draw one by one.
+
+    Each random draw puts its own copy of the threefry hash into the program, and XLA
+    takes ~0.27 s to compile one on a CPU core (1.7 s for an MLP's six). Here draws of one
+    distribution and similar size share one: `vmap` over their keys of a draw of the
+    largest size, each sliced to its own. Under JAX's partitionable threefry (its default)
+    a draw's numbers depend on the key and the flat index only, so the slices are the lone
+    draws: bit for bit op by op; inside a jitted program XLA may round the scaling by the
+    std differently, so a seed's normal weights can move by 1 ulp (tests/test_inits.py)."""
+    out: list = [None] * len(requests)
+    # token: the last orthogonal weight drawn (or the caller's): the next QR waits for it (`after`)
+    normal, uniform = [], []  # (index, key, shape, scale, shift) and (index, key, shape, lo, hi, shift)
+    for i, (key, shape, kind) in enumerate(requests):
+        if kind == "bias":
+            normal.append((i, key, shape, icfg.sigma_b, None))
+            continue
+        mean, std = weight_stats(icfg, shape[-2], shape[-1])
+        dist = INITS[icfg.name].dist
+        if dist == "normal":
+            normal.append((i, key, shape, std, mean))
+        elif dist == "uniform":
+            lim = std * math.sqrt(3.0)
+            uniform.append((i, key, shape, -lim, lim, mean))
+        else:
+            out[i] = token = init_weight(key, icfg, shape, dtype, token)
+    for draws, sample in ((normal, lambda k, n: jax.random.normal(k, (n,), dtype)),
+                          (uniform, lambda k, n, lo, hi: jax.random.uniform(k, (n,), dtype, lo, hi))):
+        sizes = [math.prod(d[2]) for d in draws]
+        for group in _size_groups(sizes):
+            n = sizes[group[0]]
+            keys = jnp.stack([draws[j][1] for j in group])
+            if draws is normal:
+                z = jax.vmap(lambda k: sample(k, n))(keys)
+            else:
+                lims = [jnp.stack([jnp.asarray(draws[j][c], dtype) for j in group]) for c in (3, 4)]
+                z = jax.vmap(lambda k, lo, hi: sample(k, n, lo, hi))(keys, *lims)
+            for row, j in enumerate(group):
+                i, shape = draws[j][0], draws[j][2]
+                v = z[row, : sizes[j]].reshape(shape)
+                if draws is normal:
+                    v = draws[j][3] * v
+                out[i] = v if draws[j][-1] is None else v + jnp.asarray(draws[j][-1], dtype)
+    return out

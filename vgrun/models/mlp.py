@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from vgrun.activations import ACTIVATIONS
-from vgrun.inits import init_bias, init_weight
+from vgrun.inits import init_many
 from vgrun.models.norm import normalize
 from vgrun.traces import safe_norm, tap
 
@@ -53,14 +53,11 @@ def make(cfg, d_in: int, d_out: int, dtype) -> Model:
 
     def init(key):
         k = jax.random.split(key, 6)
-        params = {
-            "inp": {"w": init_weight(k[0], icfg, (d_in, width), dtype), "b": init_bias(k[1], icfg, (width,), dtype)},
-            "hid": {
-                "w": init_weight(k[2], icfg, (depth - 1, width, width), dtype),
-                "b": init_bias(k[3], icfg, (depth - 1, width), dtype),
-            },
-            "out": {"w": init_weight(k[4], icfg, (width, d_out), dtype), "b": init_bias(k[5], icfg, (d_out,), dtype)},
-        }
+        shapes = {"inp": (d_in, width), "hid": (depth - 1, width, width), "out": (width, d_out)}
+        requests = [(k[2 * j + i], shape if i == 0 else shape[:-2] + shape[-1:], ("weight", "bias")[i])
+                    for j, shape in enumerate(shapes.values()) for i in range(2)]
+        arrays = iter(init_many(requests, icfg, dtype))
+        params = {name: {"w": next(arrays), "b": next(arrays)} for name in shapes}
         state = {"inp": (), "hid": ()}
         if norm != "none":
             for name, lead in (("inp", ()), ("hid", (depth - 1,))):

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from vgrun.activations import ACTIVATIONS
-from vgrun.inits import init_bias, init_weight
+from vgrun.inits import after, init_many
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -66,14 +66,15 @@ def sigma_max(w: jax.Array) -> jax.Array:
     return spectral(w)[1]
 
 
-def init_recurrent(key, mcfg, depth: int, h: int, dtype) -> jax.Array:
+def init_recurrent(key, mcfg, depth: int, h: int, dtype, token=None) -> jax.Array:
     """W_rec [depth, H, H]: normal (std rec_gain / sqrt(H)), orthogonal (times rec_gain) or
     identity (IRNN, Le et al. 2015), then optionally rescaled to a spectral radius
-    (`rec_radius`) or a largest singular value (`rec_sigma_max`)."""
+    (`rec_radius`) or a largest singular value (`rec_sigma_max`). token: the QR waits for
+    it (vgrun.inits.after)."""
     if mcfg.rec_init == "identity":
         w = jnp.broadcast_to(mcfg.rec_gain * jnp.eye(h, dtype=dtype), (depth, h, h))
     elif mcfg.rec_init == "orthogonal":
-        a = jax.random.normal(key, (depth, h, h), dtype)
+        a = after(jax.random.normal(key, (depth, h, h), dtype), token)
         q, r = jnp.linalg.qr(a)
         w = mcfg.rec_gain * q * jnp.sign(jnp.diagonal(r, axis1=-2, axis2=-1))[..., None, :]
     else:
@@ -170,19 +171,22 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
 
     def init(key):
         k = jax.random.split(key, 6)
-        w_rec = init_recurrent(k[0], mcfg, depth, h, dtype)
-        if g > 1:  # gated cells: every gate's recurrent block gets the recurrent init
-            w_rec = jnp.concatenate(
-                [w_rec] + [init_recurrent(kk, mcfg, depth, h, dtype) for kk in jax.random.split(k[1], g - 1)], -1
-            )
-        b = init_bias(k[2], cfg.init, (depth, g * h), dtype)
+        blocks = [init_recurrent(k[0], mcfg, depth, h, dtype)]
+        if g > 1:  # gated cells: every gate's recurrent block gets the recurrent init, one QR after another
+            for kk in jax.random.split(k[1], g - 1):
+                blocks.append(init_recurrent(kk, mcfg, depth, h, dtype, token=blocks[-1]))
+        w_rec = jnp.concatenate(blocks, -1)
+        b, w_inp, w_hid, w_out = init_many(
+            [(k[2], (depth, g * h), "bias"), (k[3], (n_in, g * h), "weight"),
+             (k[4], (max(depth - 1, 1), h, g * h), "weight"), (k[5], (h, n_out), "weight")],
+            cfg.init, dtype, token=w_rec if mcfg.rec_init == "orthogonal" else None)
         if kind == "lstm":  # gate order i, f, g, o
             b = b.at[:, h : 2 * h].add(mcfg.forget_bias)
         params = {
-            "inp": {"w": init_weight(k[3], cfg.init, (n_in, g * h), dtype)},
-            "hid": {"w": init_weight(k[4], cfg.init, (max(depth - 1, 1), h, g * h), dtype)[: depth - 1]},
+            "inp": {"w": w_inp},
+            "hid": {"w": w_hid[: depth - 1]},
             "rec": {"w": w_rec, "b": b},
-            "out": {"w": init_weight(k[5], cfg.init, (h, n_out), dtype), "b": jnp.zeros((n_out,), dtype)},
+            "out": {"w": w_out, "b": jnp.zeros((n_out,), dtype)},
         }
         return params, {}
 
