@@ -88,6 +88,12 @@ class SweepSummary(Callback):
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         stop = Path(str(config.hydra.sweep.dir)) / STOP
         stop.unlink(missing_ok=True)  # a resumed sweep starts afresh after a fail_fast stop
+        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
+        if not any(name in launcher for name in ("BasicLauncher", "VectorizedLauncher")):
+            # the jobs run in other processes: import the summary's libraries (~0.5 s) while they do
+            from vgrun.cli import preload
+
+            preload(delay=5.0)
 
     def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
         from rich.console import Console
