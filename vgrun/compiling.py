@@ -46,20 +46,31 @@ def _key(lowered) -> str:
 
 
 class _Lock:
+    """A program's lock file. A filesystem without working locks (some cluster mounts
+    refuse flock) or an unwritable cache makes every lock a free one: never a failure."""
+
     def __init__(self, path: Path):
-        self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError:
+            self.fd = None
 
     def take(self, wait: bool) -> bool:
         import fcntl
 
+        if self.fd is None:
+            return True
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-            return True
         except BlockingIOError:
             return False
+        except OSError:  # no locking here: compile without coordination
+            pass
+        return True
 
     def close(self) -> None:
-        os.close(self.fd)  # drops the lock
+        if self.fd is not None:
+            os.close(self.fd)  # drops the lock
 
 
 def compile_all(lowered: list, workers: int | None = None) -> list:
