@@ -46,7 +46,10 @@ LRS, SEEDS, DEPTH = (0.01, 0.03, 0.1, 0.3), (0, 1, 2, 3), 10
 
 
 def cache_entries(cache: Path) -> int:
-    return sum(1 for p in cache.rglob("*") if p.is_file()) if cache.exists() else 0
+    """Programs in the compilation cache (vgrun's compile locks beside them not counted)."""
+    if not cache.exists():
+        return 0
+    return sum(1 for p in cache.rglob("*") if p.is_file() and "vgrun-compiling" not in p.parts)
 
 
 def vgrun_sweep(name: str, extra: list[str], steps: int, work: Path) -> dict:

@@ -13,8 +13,11 @@ after another (never two timings at once), each in a fresh process:
                 (all files written) = wall; peak RSS of the process (os.wait4);
                 compile_s, train_s, steps_per_s from the run folder's summary.json
   vgrun, warm   the same command again with the same cache dir: compilation is a cache hit
+  sparse traces the same job with trace_every=steps/20: one traced step per chunk, so the
+                same 20 chunks (progress, held-out evaluation, host round trips) with 1% of
+                the steps traced -> the cost of the traces, all else equal
   no traces     the same job with trace_every=steps (one traced step, hence one chunk):
-                steps/s without the per-layer traces -> the cost of the traces
+                also without the chunking -> the cost of traces and chunks together
   PyTorch       benchmarks/torch_mlp.py: the same network, data, optimizer and per-step
                 gradient norms in eager PyTorch, with 1 thread and PyTorch's default
                 threads, each with and without flush-to-zero of subnormals (FTZ), with
@@ -175,7 +178,8 @@ def measure_depth(depth: int, args, work: Path) -> dict:
     for r in range(args.repeat):
         cache = work / f"cache-d{depth}-r{r}"  # new and empty: a cold compilation cache
         rep = {}
-        for name, every in (("cold", 1), ("warm", 1), ("notrace", args.steps)):
+        sparse = max(1, args.steps // 20)
+        for name, every in (("cold", 1), ("warm", 1), ("sparse", sparse), ("notrace", args.steps)):
             console.print(f"  depth {depth}, repeat {r + 1}/{args.repeat}: vgrun {name}", style="dim")
             rep[name] = vgrun_job(depth, args.steps, every, cache, work, f"d{depth}-r{r}-{name}", name == "cold")
         for key in args.torch:
@@ -201,15 +205,17 @@ def f1(x, unit=""):
 
 def rows_main(results: list[dict], peak_gflops: float, steps: int):
     head = ["depth", "wall cold s", "wall warm s", "compile cold s", "compile warm s", "train s", "other s",
-            "steps/s", "GFLOP/s", "% of peak", "peak RSS MiB", "steps/s no traces", "trace cost"]
+            "steps/s", "GFLOP/s", "% of peak", "peak RSS MiB", "steps/s sparse traces", "trace cost",
+            "steps/s no traces, 1 chunk", "traces + chunks cost"]
     rows = []
     for r in results:
-        c, w, n = r["cold"], r["warm"], r["notrace"]
+        c, w, n, sp = r["cold"], r["warm"], r["notrace"], r["sparse"]
         gf = flops_per_step(r["depth"]) * w["steps_per_s"] / 1e9
         rows.append([
             str(r["depth"]), f1(c["wall_s"]), f1(w["wall_s"]), f"{c['compile_s']:.2f}", f"{w['compile_s']:.2f}",
             f1(w["train_s"]), f1(w["wall_s"] - w["compile_s"] - w["train_s"]), f"{w['steps_per_s']:.0f}",
             f"{gf:.1f}", f"{100 * gf / peak_gflops:.0f}%", f"{max(c['rss_mib'], w['rss_mib']):.0f}",
+            f"{sp['steps_per_s']:.0f}", f"{100 * (sp['steps_per_s'] / w['steps_per_s'] - 1):+.0f}%",
             f"{n['steps_per_s']:.0f}", f"{100 * (n['steps_per_s'] / w['steps_per_s'] - 1):+.0f}%",
         ])
     return head, rows
@@ -261,9 +267,11 @@ def rows_targets(results: list[dict], keys: list[str]):
         add(f"depth {depth}: vgrun >= {want}× PyTorch (vs its fastest variant)",
             f"{ratios[worst]:.2f}× vs {worst}; " + ", ".join(f"{v:.2f}×" for v in ratios.values()),
             ratios[worst] >= want)
-    for r in results:
-        cost = r["notrace"]["steps_per_s"] / r["warm"]["steps_per_s"] - 1
-        add(f"depth {r['depth']}: traces cost <= 15%", f"{100 * cost:+.0f}% time per step", cost <= 0.15)
+    for r in results:  # against the same job, same chunks, 1% of its steps traced (see the docstring)
+        cost = r["sparse"]["steps_per_s"] / r["warm"]["steps_per_s"] - 1
+        both = r["notrace"]["steps_per_s"] / r["warm"]["steps_per_s"] - 1
+        add(f"depth {r['depth']}: traces cost <= 15%",
+            f"{100 * cost:+.0f}% time per step ({100 * both:+.0f}% against one chunk, no traces)", cost <= 0.15)
     return head, rows
 
 
