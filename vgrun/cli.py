@@ -250,7 +250,25 @@ def _hydra_main(dcfg: DictConfig) -> int:
         _bad_input(e)
     code = run_job(dcfg)
     claims.after_job(dcfg)  # a single run judges its preset's claims; a sweep's are judged by ClaimsCallback
+    from vgrun.job import Job
+
+    _LONE_RUN[0] = not Job.current().multirun
     return code
+
+
+_LONE_RUN = [False]  # a single run (not a sweep's job) finished: main may skip the interpreter's teardown
+
+
+def _quick_exit() -> None:
+    """Exit 0 without the interpreter's teardown (JAX's backend, the threads and module
+    graph of hydra, matplotlib, pandas: ~0.4 s of an 8 s default job). Every file of the
+    run is written, atomically, and closed by now; logs and streams are flushed here."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 def main() -> None:
@@ -269,6 +287,8 @@ def main() -> None:
 
     if claims.failed():  # set by after_job or ClaimsCallback (Hydra swallows a callback's exit)
         sys.exit(claims.EXIT_CLAIM_FAILED)
+    if _LONE_RUN[0]:  # a sweep exits the usual way: its launcher's workers and pools shut down in order
+        _quick_exit()
 
 
 if __name__ == "__main__":
