@@ -143,7 +143,7 @@ def run_job(dcfg: DictConfig) -> int:
         return 0
     # parallel workers: one core each, claimed before JAX starts its threads (vgrun/cores.py)
     launcher = str(HydraConfig.get().launcher.get("_target_", ""))
-    parallel = job.multirun and not any(name in launcher for name in ("BasicLauncher", "VectorizedLauncher"))
+    parallel = job.multirun and not sweep.in_process(launcher)
     core = CoreClaim().claim() if parallel and cfg.threads == 1 else None
     try:
         return train_job(cfg, job.run_dir)

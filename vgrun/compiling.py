@@ -13,13 +13,10 @@ persistent cache on a local path, or without flock, every process compiles its o
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-log = logging.getLogger("vgrun")
 
 
 def _lock_dir() -> Path | None:
@@ -49,17 +46,17 @@ class _Lock:
     """A program's lock file. A filesystem without working locks (some cluster mounts
     refuse flock) or an unwritable cache makes every lock a free one: never a failure."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path | None):  # None: no shared cache, nothing to coordinate
         try:
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            self.fd = None if path is None else os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
         except OSError:
             self.fd = None
 
     def take(self, wait: bool) -> bool:
-        import fcntl
-
         if self.fd is None:
             return True
+        import fcntl
+
         try:
             fcntl.flock(self.fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
@@ -80,10 +77,7 @@ def compile_all(lowered: list, workers: int | None = None) -> list:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = max(1, min(workers, len(lowered)))
     where = _lock_dir()
-    if where is None:
-        with ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(lambda program: program.compile(), lowered))
-    paths = [where / f"{_key(program)}.lock" for program in lowered]
+    paths = [None if where is None else where / f"{_key(program)}.lock" for program in lowered]
     out: list = [None] * len(lowered)
     pending = list(range(len(lowered)))
     guard = threading.Lock()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -103,6 +103,18 @@ def init_bias(key, icfg, shape: tuple[int, ...], dtype=jnp.float32) -> jax.Array
     return icfg.sigma_b * jax.random.normal(key, shape, dtype)
 
 
+class _Draw(NamedTuple):
+    """One array of init_many: index in the requests, key, shape, the distribution's bounds
+    (uniform: lo, hi), then scale (normal: std) and shift (mean); None: none."""
+
+    index: int
+    key: jax.Array
+    shape: tuple
+    bounds: tuple
+    scale: object
+    shift: object
+
+
 SMALL_DRAW = 1 << 16  # padding a group of draws up to this many numbers costs no measurable time
 
 
@@ -133,36 +145,31 @@ def init_many(requests: list[tuple], icfg, dtype=jnp.float32, token=None) -> lis
     draws: bit for bit op by op; inside a jitted program XLA may round the scaling by the
     std differently, so a seed's normal weights can move by 1 ulp (tests/test_inits.py)."""
     out: list = [None] * len(requests)
-    # token: the last orthogonal weight drawn (or the caller's): the next QR waits for it (`after`)
-    normal, uniform = [], []  # (index, key, shape, scale, shift) and (index, key, shape, lo, hi, shift)
+    draws: dict[str, list[_Draw]] = {"normal": [], "uniform": []}
     for i, (key, shape, kind) in enumerate(requests):
         if kind == "bias":
-            normal.append((i, key, shape, icfg.sigma_b, None))
+            draws["normal"].append(_Draw(i, key, shape, (), icfg.sigma_b, None))
             continue
         mean, std = weight_stats(icfg, shape[-2], shape[-1])
         dist = INITS[icfg.name].dist
         if dist == "normal":
-            normal.append((i, key, shape, std, mean))
+            draws["normal"].append(_Draw(i, key, shape, (), std, mean))
         elif dist == "uniform":
             lim = std * math.sqrt(3.0)
-            uniform.append((i, key, shape, -lim, lim, mean))
-        else:
+            draws["uniform"].append(_Draw(i, key, shape, (-lim, lim), None, mean))
+        else:  # orthogonal, one QR after another: token is the last one drawn (or the caller's), see `after`
             out[i] = token = init_weight(key, icfg, shape, dtype, token)
-    for draws, sample in ((normal, lambda k, n: jax.random.normal(k, (n,), dtype)),
-                          (uniform, lambda k, n, lo, hi: jax.random.uniform(k, (n,), dtype, lo, hi))):
-        sizes = [math.prod(d[2]) for d in draws]
+    sample = {"normal": lambda k, n: jax.random.normal(k, (n,), dtype),
+              "uniform": lambda k, n, lo, hi: jax.random.uniform(k, (n,), dtype, lo, hi)}
+    for dist, group_draws in draws.items():
+        sizes = [math.prod(d.shape) for d in group_draws]
         for group in _size_groups(sizes):
-            n = sizes[group[0]]
-            keys = jnp.stack([draws[j][1] for j in group])
-            if draws is normal:
-                z = jax.vmap(lambda k: sample(k, n))(keys)
-            else:
-                lims = [jnp.stack([jnp.asarray(draws[j][c], dtype) for j in group]) for c in (3, 4)]
-                z = jax.vmap(lambda k, lo, hi: sample(k, n, lo, hi))(keys, *lims)
-            for row, j in enumerate(group):
-                i, shape = draws[j][0], draws[j][2]
-                v = z[row, : sizes[j]].reshape(shape)
-                if draws is normal:
-                    v = draws[j][3] * v
-                out[i] = v if draws[j][-1] is None else v + jnp.asarray(draws[j][-1], dtype)
+            n, members = sizes[group[0]], [group_draws[j] for j in group]
+            bounds = [jnp.stack([jnp.asarray(d.bounds[c], dtype) for d in members]) for c in range(len(members[0].bounds))]
+            z = jax.vmap(lambda k, *b: sample[dist](k, n, *b))(jnp.stack([d.key for d in members]), *bounds)
+            for row, (j, d) in enumerate(zip(group, members)):
+                v = z[row, : sizes[j]].reshape(d.shape)
+                if d.scale is not None:
+                    v = d.scale * v
+                out[d.index] = v if d.shift is None else v + jnp.asarray(d.shift, dtype)
     return out

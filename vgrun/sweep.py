@@ -82,14 +82,18 @@ def check_args(args: list[str]) -> None:
                 raise ConfigError("resume", value, "an existing sweep folder (one holding multirun.yaml)")
 
 
+def in_process(launcher: str) -> bool:
+    """Whether a launcher (its `_target_`) runs the jobs in this process, one after another."""
+    return any(name in launcher for name in ("BasicLauncher", "VectorizedLauncher"))
+
+
 class SweepSummary(Callback):
     """At the end of a sweep: the table of every job (csv, markdown, printed) and the comparison plots."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         stop = Path(str(config.hydra.sweep.dir)) / STOP
         stop.unlink(missing_ok=True)  # a resumed sweep starts afresh after a fail_fast stop
-        launcher = str(OmegaConf.select(config, "hydra.launcher._target_", default=""))
-        if not any(name in launcher for name in ("BasicLauncher", "VectorizedLauncher")):
+        if not in_process(str(OmegaConf.select(config, "hydra.launcher._target_", default=""))):
             # the jobs run in other processes: import the summary's libraries (~0.5 s) while they do
             from vgrun.cli import preload
 

@@ -207,11 +207,10 @@ def run(cfg, problem: Problem | None = None, key=None, on_chunk=None, should_sto
 
 
 def compile_side_by_side(prog: Program, key, hp) -> list:
-    """[init, chunk, evaluate] compiled at once, in threads, so their compilations can overlap
-    (default job at depth 20, no persistent cache: 0.84 + 1.83 + 0.16 s of compilation one
-    after another, 2.94 s in all side by side against 3.33 s), and once across the processes
-    that share the compilation cache (vgrun/compiling.py: two pinned sweep workers no longer
-    both compile the same chunk). The chunk is lowered from the carry's shapes (no init run)."""
+    """[init, chunk, evaluate] compiled side by side on the process's cores, longest first, and
+    once across the processes that share the compilation cache (vgrun/compiling.py: two
+    pinned sweep workers no longer both compile the same chunk). The chunk is lowered from
+    the carry's shapes (no init run)."""
     from vgrun.compiling import compile_all
 
     shapes = jax.eval_shape(prog.init_jit, key, hp)

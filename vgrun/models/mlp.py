@@ -54,8 +54,9 @@ def make(cfg, d_in: int, d_out: int, dtype) -> Model:
     def init(key):
         k = jax.random.split(key, 6)
         shapes = {"inp": (d_in, width), "hid": (depth - 1, width, width), "out": (width, d_out)}
-        requests = [(k[2 * j + i], shape if i == 0 else shape[:-2] + shape[-1:], ("weight", "bias")[i])
-                    for j, shape in enumerate(shapes.values()) for i in range(2)]
+        requests = []
+        for j, shape in enumerate(shapes.values()):  # a weight (..., fan_in, fan_out), its bias (..., fan_out)
+            requests += [(k[2 * j], shape, "weight"), (k[2 * j + 1], shape[:-2] + shape[-1:], "bias")]
         arrays = iter(init_many(requests, icfg, dtype))
         params = {name: {"w": next(arrays), "b": next(arrays)} for name in shapes}
         state = {"inp": (), "hid": ()}
