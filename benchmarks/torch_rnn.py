@@ -17,7 +17,12 @@ optimizer=adam optimizer.lr=0.001 trace_every=1`:
     gradient and the global gradient norm (torch._foreach_norm: one-pass norms, cheaper
     than vgrun's underflow-safe two-pass ones);
   - a fixed held-out batch of 1024 evaluated every `--eval-every` steps (vgrun: once
-    per chunk, 15 steps at steps=300, trace_every=1).
+    per chunk, 15 steps at steps=300, trace_every=1);
+  - with `--jacobian` (loop only), also vgrun's `jacobian` trace: |v_i^T dh_{T-1}/dh_t|
+    for every t, RMS over the batch, for a random unit v_i per example, pulled back
+    through the same forward pass (torch.autograd.grad on h_{T-1}, graph retained).
+    With it, the time-step traces are vgrun's; vgrun's spectral radius and largest
+    singular value of W_rec (on the host, beside the next chunk) are not done here.
 
 `--impl`:
   loop   (default) the recurrence written out as a Python loop over t with the
@@ -132,6 +137,8 @@ def main() -> None:
                     help="vgrun's initialisation (the same network) or PyTorch's default")
     ap.add_argument("--flush-denormal", action="store_true", help="torch.set_flush_denormal(True), as XLA on CPU")
     ap.add_argument("--no-norms", action="store_true", help="skip all gradient norms (plain training)")
+    ap.add_argument("--jacobian", action="store_true",
+                    help="also pull a random unit vector back from h_{T-1} to every h_t (vgrun's jacobian trace)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -147,12 +154,16 @@ def main() -> None:
     params = list(model.parameters())
     forward = model.forward_loop if args.impl == "loop" else model.forward_fused
     keep = not args.no_norms
+    if args.jacobian and (args.impl != "loop" or not keep):
+        ap.error("--jacobian needs --impl=loop and the norms")
     x_te, y_te = adding_batch(1024, args.seq_len, torch.Generator().manual_seed(args.seed + 1))
 
     n = args.steps
     loss_log = torch.empty(n)
     grad_log = torch.empty(n, len(params) + 1)  # every parameter, then the global norm
     delta_log = torch.empty(n, args.seq_len)
+    jac_log = torch.empty(n, args.seq_len)
+    vgen = torch.Generator().manual_seed(args.seed + 2)  # v_i: the data stream stays the same
     test_log = []
     sqrt_b = args.batch**0.5
 
@@ -165,7 +176,8 @@ def main() -> None:
         y, hs = forward(x, keep)
         loss = F.mse_loss(y, y_true)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        jac = args.jacobian and log
+        loss.backward(retain_graph=jac)
         if log:
             with torch.no_grad():
                 loss_log[i] = loss.detach()
@@ -177,6 +189,12 @@ def main() -> None:
                         delta_log[i] = torch.stack(torch._foreach_norm([h.grad for h in hs])) * sqrt_b
                     else:
                         delta_log[i] = hs[0].grad.norm(dim=(0, 2)) * sqrt_b
+        if jac:  # after dL/dh_t is logged: the retain_grad hooks add this pull's gradients to h_t.grad too
+            v = torch.randn(hs[-1].shape, generator=vgen)
+            v = v / v.norm(dim=1, keepdim=True)
+            pulled = torch.autograd.grad(hs[-1], hs, grad_outputs=v)
+            with torch.no_grad():
+                jac_log[i] = torch.stack(torch._foreach_norm(pulled)) / sqrt_b
         opt.step()
 
     for i in range(args.warmup):
@@ -189,11 +207,13 @@ def main() -> None:
     train_s = time.perf_counter() - t0
 
     d0 = logs["delta"][0]
+    j0 = jac_log[0].numpy()
     print(json.dumps({
         "model": args.model,
         "impl": args.impl,
         "init": args.init,
         "norms": keep,
+        "jacobian": args.jacobian,
         "hidden": args.hidden, "batch": args.batch, "seq_len": args.seq_len,
         "steps": n,
         "eval_every": args.eval_every,
@@ -206,6 +226,7 @@ def main() -> None:
         "final_test_loss": None if test is None else float(test[-1]),
         "delta_nonzero_steps": int((d0 > 0).sum()) if keep else None,
         "delta_first_over_last": float(d0[0] / d0[-1]) if keep and d0[-1] > 0 else None,
+        "jacobian_first_over_last": float(j0[0] / j0[-1]) if args.jacobian else None,
         "torch": torch.__version__,
     }))
 
