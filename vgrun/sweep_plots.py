@@ -72,6 +72,7 @@ def gradient_lines(path: Path, lines, recurrent: bool, title: str) -> None:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from vgrun.plots import log_grid
     from vgrun.store import atomic_write
 
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
@@ -87,7 +88,7 @@ def gradient_lines(path: Path, lines, recurrent: bool, title: str) -> None:
                 ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
         ax.set_title(name)
         ax.set_xlabel("time step t (loss at the end)" if recurrent else "layer (0 = first hidden, last = output)")
-        ax.grid(True, which="both", alpha=0.3)
+        log_grid(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     axes[0].set_ylabel("|dL/dh_t| (top layer)" if recurrent else "|delta_l| = |dL/dz_l|")
     legend = axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
