@@ -139,11 +139,12 @@ def test_traced_spectra_of_w_rec_come_back_from_the_host_for_every_member():
     assert runs[0].traces.rho[-1, 0] != runs[1].traces.rho[-1, 0]  # each member its own W_rec
 
 
-@pytest.mark.parametrize("kind,form,act", [("lstm", "standard", "tanh"), ("rnn", "standard", "tanh"),
-                                           ("rnn", "pascanu", "sigmoid"), ("rnn", "standard", "gcu")])
+@pytest.mark.parametrize("kind,form,act", [("lstm", "standard", "tanh"), ("gru", "standard", "tanh"),
+                                           ("rnn", "standard", "tanh"), ("rnn", "pascanu", "sigmoid"),
+                                           ("rnn", "standard", "gcu")])
 @pytest.mark.parametrize("probed", [False, True])
 def test_written_out_backward_passes_match_numerical_derivatives(kind, form, act, probed):
-    """The written-out backward passes through time (rnn.lstm_scan, rnn.elman_scan): every
+    """The written-out backward passes through time (rnn.lstm_scan, gru_scan, elman_scan): every
     parameter's gradient, and the probes', against central differences
     (jax.test_util.check_grads, float64), two layers deep."""
     from jax.test_util import check_grads
