@@ -18,6 +18,7 @@ The output is the readout of the last `n_out_steps` steps of the top layer.
 from __future__ import annotations
 
 import math
+from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -107,40 +108,122 @@ def lstm_gates(zz: jax.Array, h: int) -> jax.Array:
     return jnp.tanh(zz * scale) * scale + shift
 
 
+# ---------------------------------------------------------------------------- the cells
+# A cell's step(w, carry, a, p) -> (carry, output, saved): one time step from the carry,
+# a = U u_t + b [B, gH] and the probe p (0 or [B, H], added to the state), and what its
+# backward step multiplies by. The held-out pass runs the same steps (saved unused).
+
+
+def lstm_step(w, state, a, p):
+    """An LSTM step; saves the gates' local derivatives k [B, 4H], o (1 - tanh^2 c_t) and f_t:
+    worked out here while the gates are in cache, the reverse step is a few kernels and one
+    matmul (at H=128, B=64, T=200 the reverse scan took 32 ms with them worked out inside it,
+    19 ms with them given)."""
+    hh, c_prev = state
+    i, f, g, o = jnp.split(lstm_gates(jnp.dot(hh, w) + a, w.shape[0]), 4, axis=-1)
+    c = f * c_prev + i * g
+    tc = jnp.tanh(c)
+    hh = o * tc + p
+    k = jnp.concatenate([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tc * o * (1 - o)], -1)
+    return (hh, c), hh, (k, o * (1 - tc * tc), f)
+
+
+def gru_step(w, prev, a, p):
+    """A GRU step (Cho et al. 2014; gate blocks z, r, candidate c):
+
+        q = h_{t-1} W,  z = sigmoid(a_z + q_z),  r = sigmoid(a_r + q_r),
+        c = tanh(a_c + r q_c),  h_t = (1 - z) h_{t-1} + z c + p_t
+
+    Every gradient of the step is dL/dh_t times what it saves:
+    dL/dq = dh [z(1-z)(c - h_{t-1}), k_c q_c r(1-r), k_c r], k_c = z (1 - c^2);
+    dL/da the same with k_c in the last block; dL/dh_{t-1} = dh (1 - z) + dL/dq W^T."""
+    h = w.shape[0]
+    q = jnp.dot(prev, w)
+    z = jax.nn.sigmoid(a[:, :h] + q[:, :h])
+    r = jax.nn.sigmoid(a[:, h : 2 * h] + q[:, h : 2 * h])
+    c = jnp.tanh(a[:, 2 * h :] + r * q[:, 2 * h :])
+    hh = (1 - z) * prev + z * c + p
+    k_c = z * (1 - c * c)
+    k_q = jnp.concatenate([z * (1 - z) * (c - prev), k_c * q[:, 2 * h :] * r * (1 - r), k_c * r], -1)
+    return hh, hh, (k_q, k_c, 1 - z)
+
+
+def elman_step(phi, pascanu: bool):
+    """An Elman step; the carry is the previous output (phi(x_{t-1}) for pascanu):
+
+        standard   z_t = h_{t-1} W + a_t,          h_t = phi(z_t) + p_t,  output h_t
+        pascanu    x_t = phi(x_{t-1}) W + a_t + p_t,                      output phi(x_t)
+
+    saves phi' at z_t (x_t)."""
+
+    def step(w, prev, a, p):
+        z = jnp.dot(prev, w) + a + (p if pascanu else 0)
+        out, slope = jax.jvp(phi, (z,), (jnp.ones_like(z),))
+        out = out + (0 if pascanu else p)
+        return out, out, (slope,)
+
+    return step
+
+
+def cell(kind: str, phi, pascanu: bool):
+    """(step, start): the cell's step, and start(zero [B, H]) -> its carry before step 0."""
+    if kind == "lstm":
+        return lstm_step, lambda zero: (zero, zero)
+    if kind == "gru":
+        return gru_step, lambda zero: zero
+    return elman_step(phi, pascanu), lambda zero: phi(zero) if pascanu else zero
+
+
+# ---------------------------------------------------------------------------- their time scans
+
+
+def _forward(step, start, probed: bool):
+    """forward(w, a [T, B, gH], p [T, B, H] | None) -> (outputs [T, B, H], residuals)."""
+
+    def forward(w, a, p):
+        first = start(jnp.zeros(a.shape[1:2] + (w.shape[0],), a.dtype))
+
+        def body(carry, x):
+            carry, out, saved = step(w, carry, x[0], x[1] if probed else 0)
+            return carry, (out, saved)
+
+        _, (outs, saved) = jax.lax.scan(body, first, (a, p) if probed else (a,))
+        return outs, (w, first, outs, saved)
+
+    return forward
+
+
+def _weight_grad(first_out, outs, d_pre) -> jax.Array:
+    """dL/dW = sum_t out_{t-1}^T dL/d(pre-activation_t), out_{-1} = first_out: one matmul."""
+    prev = jnp.concatenate([first_out[None], outs[:-1]])
+    return jnp.dot(prev.reshape(-1, prev.shape[-1]).T, d_pre.reshape(-1, d_pre.shape[-1]))
+
+
+def _with_vjp(forward, backward, probed: bool):
+    """The scan (w, a[, p]) -> outputs as a custom VJP: the forward scan saves what
+    `backward(residuals, d_outputs)` needs to return dL/dw, dL/da[, dL/dp]."""
+    if probed:
+        run = jax.custom_vjp(lambda w, a, p: forward(w, a, p)[0])
+        run.defvjp(forward, backward)
+    else:
+        run = jax.custom_vjp(lambda w, a: forward(w, a, None)[0])
+        run.defvjp(lambda w, a: forward(w, a, None), backward)
+    return run
+
+
 def lstm_scan(probed: bool):
     """scan(w [H, 4H], a [T, B, 4H] (= U u_t + b)[, p [T, B, H]]) -> h_t [T, B, H] of an
     LSTM from zero states, with its backward pass written out (a custom VJP).
 
-    Autodiff of the scan saved a dozen residual arrays per time step and read them all back.
-    Here the forward step also computes, while the gates are in cache, what the backward
-    step multiplies by: k_t = the four gates' local derivatives [B, 4H], a_t =
-    o (1 - tanh^2 c_t) and f_t. The reverse step is then two multiply-adds, one multiply
-    and one matmul (a loop body of few kernels: at H=128, B=64, T=200 the reverse scan
-    took 32 ms with the gates' derivatives worked out inside it, 19 ms with them given),
-    and dL/dW one matmul after it. The probe p_t is added to h_t: its gradient is
-    dL/dh_t. Checked against numerical derivatives in tests.
+    Autodiff of the scan saved a dozen residual arrays per time step and read them all back;
+    this saves what `lstm_step` says, and takes dL/dW as one matmul after the reverse scan.
+    The probe p_t is added to h_t: its gradient is dL/dh_t. Checked against numerical
+    derivatives in tests.
     """
 
-    def forward(w, a, p):
-        h = w.shape[0]
-        zero = jnp.zeros(a.shape[1:2] + (h,), a.dtype)
-
-        def step(state, x):
-            hh, c_prev = state
-            i, f, g, o = jnp.split(lstm_gates(jnp.dot(hh, w) + x[0], h), 4, axis=-1)
-            c = f * c_prev + i * g
-            tc = jnp.tanh(c)
-            hh = o * tc + (x[1] if probed else 0)
-            k = jnp.concatenate([g * i * (1 - i), c_prev * f * (1 - f), i * (1 - g * g), tc * o * (1 - o)], -1)
-            return (hh, c), (hh, k, o * (1 - tc * tc), f)
-
-        _, (hs, ks, as_, fs) = jax.lax.scan(step, (zero, zero), (a, p) if probed else (a,))
-        return hs, (w, hs, ks, as_, fs)
-
     def backward(res, d_hs):
-        w, hs, ks, as_, fs = res
-        h, wt = w.shape[0], w.T
-        zero = jnp.zeros_like(hs[0])
+        w, (zero, _), hs, (ks, as_, fs) = res
+        wt = w.T
 
         def step(carry, x):
             dh, dc = carry  # from step t + 1: dL/dh_t through W, dL/dc_t through f_{t+1}
@@ -152,54 +235,22 @@ def lstm_scan(probed: bool):
 
         _, out = jax.lax.scan(step, (zero, zero), (d_hs, ks, as_, fs), reverse=True)
         d_z = out[0] if probed else out
-        h_prev = jnp.concatenate([zero[None], hs[:-1]])
-        d_w = jnp.dot(h_prev.reshape(-1, h).T, d_z.reshape(-1, 4 * h))
+        d_w = _weight_grad(zero, hs, d_z)
         return (d_w, d_z, out[1]) if probed else (d_w, d_z)
 
-    if probed:
-        run = jax.custom_vjp(lambda w, a, p: forward(w, a, p)[0])
-        run.defvjp(forward, backward)
-    else:
-        run = jax.custom_vjp(lambda w, a: forward(w, a, None)[0])
-        run.defvjp(lambda w, a: forward(w, a, None), backward)
-    return run
+    return _with_vjp(_forward(*cell("lstm", None, False), probed), backward, probed)
 
 
 def gru_scan(probed: bool):
     """scan(w [H, 3H], a [T, B, 3H] (= U u_t + b)[, p [T, B, H]]) -> h_t [T, B, H] of a GRU
-    from a zero state (Cho et al. 2014; gate blocks z, r, candidate), with its backward pass
-    written out (a custom VJP), as `lstm_scan`:
-
-        q = h_{t-1} W,  z = sigmoid(a_z + q_z),  r = sigmoid(a_r + q_r),
-        c = tanh(a_c + r q_c),  h_t = (1 - z) h_{t-1} + z c + p_t
-
-    Every gradient of a step is dL/dh_t times what the forward step saves:
-    dL/dq = dh [z(1-z)(c - h_{t-1}), k_c q_c r(1-r), k_c r], k_c = z (1 - c^2);
-    dL/da the same with k_c in the last block; dL/dh_{t-1} = dh (1 - z) + dL/dq W^T.
-    Checked against numerical derivatives in tests.
+    from a zero state, with its backward pass written out (a custom VJP), as `lstm_scan`:
+    every gradient of a step is dL/dh_t times what `gru_step` saves. Checked against
+    numerical derivatives in tests.
     """
 
-    def forward(w, a, p):
-        h = w.shape[0]
-        zero = jnp.zeros(a.shape[1:2] + (h,), a.dtype)
-
-        def step(prev, x):
-            q = jnp.dot(prev, w)
-            z = jax.nn.sigmoid(x[0][:, :h] + q[:, :h])
-            r = jax.nn.sigmoid(x[0][:, h : 2 * h] + q[:, h : 2 * h])
-            c = jnp.tanh(x[0][:, 2 * h :] + r * q[:, 2 * h :])
-            hh = (1 - z) * prev + z * c + (x[1] if probed else 0)
-            k_c = z * (1 - c * c)
-            k_q = jnp.concatenate([z * (1 - z) * (c - prev), k_c * q[:, 2 * h :] * r * (1 - r), k_c * r], -1)
-            return hh, (hh, k_q, k_c, 1 - z)
-
-        _, (hs, kq, kc, keep) = jax.lax.scan(step, zero, (a, p) if probed else (a,))
-        return hs, (w, hs, kq, kc, keep)
-
     def backward(res, d_hs):
-        w, hs, kq, kc, keep = res
+        w, zero, hs, (kq, kc, keep) = res
         h, wt = w.shape[0], w.T
-        zero = jnp.zeros_like(hs[0])
 
         def step(d_next, x):
             dh_t, k_q, k_c, k_h = x
@@ -208,48 +259,25 @@ def gru_scan(probed: bool):
             return dh * k_h + jnp.dot(dq, wt), (dq, dh * k_c, dh)
 
         _, (d_q, d_ac, d_h) = jax.lax.scan(step, zero, (d_hs, kq, kc, keep), reverse=True)
-        h_prev = jnp.concatenate([zero[None], hs[:-1]])
-        d_w = jnp.dot(h_prev.reshape(-1, h).T, d_q.reshape(-1, 3 * h))
+        d_w = _weight_grad(zero, hs, d_q)
         d_a = jnp.concatenate([d_q[..., : 2 * h], d_ac], -1)
         return (d_w, d_a, d_h) if probed else (d_w, d_a)
 
-    if probed:
-        run = jax.custom_vjp(lambda w, a, p: forward(w, a, p)[0])
-        run.defvjp(forward, backward)
-    else:
-        run = jax.custom_vjp(lambda w, a: forward(w, a, None)[0])
-        run.defvjp(lambda w, a: forward(w, a, None), backward)
-    return run
+    return _with_vjp(_forward(*cell("gru", None, False), probed), backward, probed)
 
 
 def elman_scan(phi, pascanu: bool, probed: bool):
     """scan(w [H, H], a [T, B, H] (= U u_t + b)[, p [T, B, H]]) -> outputs [T, B, H] of an
-    Elman RNN from a zero state, with its backward pass written out (a custom VJP):
-
-        standard   z_t = h_{t-1} W + a_t,          h_t = phi(z_t) + p_t,  output h_t
-        pascanu    x_t = phi(x_{t-1}) W + a_t + p_t,                      output phi(x_t)
-
-    The forward pass saves the outputs and phi' at every step; the reverse scan is one
-    matmul and one multiply per step, and dL/dW one matmul after it. (Autodiff of the scan
-    summed dL/dW step by step inside the loop.) The probe's gradient is dL/dh_t (dL/dx_t
-    for pascanu). Checked against numerical derivatives in tests.
+    Elman RNN (`elman_step`) from a zero state, with its backward pass written out (a
+    custom VJP): the forward pass saves the outputs and phi' at every step; the reverse
+    scan is one matmul and one multiply per step, and dL/dW one matmul after it. (Autodiff
+    of the scan summed dL/dW step by step inside the loop.) The probe's gradient is dL/dh_t
+    (dL/dx_t for pascanu). Checked against numerical derivatives in tests.
     """
-
-    def forward(w, a, p):
-        zero = jnp.zeros(a.shape[1:2] + (w.shape[0],), a.dtype)
-        start = phi(zero) if pascanu else zero  # the output before step 0
-
-        def step(prev, x):
-            z = jnp.dot(prev, w) + x[0] + (x[1] if probed and pascanu else 0)
-            out, slope = jax.jvp(phi, (z,), (jnp.ones_like(z),))
-            out = out + (x[1] if probed and not pascanu else 0)
-            return out, (out, slope)
-
-        _, (outs, slopes) = jax.lax.scan(step, start, (a, p) if probed else (a,))
-        return outs, (w, start, outs, slopes)
+    probe_g = probed and not pascanu  # the probe's gradient is g, else dz itself
 
     def backward(res, d_outs):
-        w, start, outs, slopes = res
+        w, first, outs, (slopes,) = res
         wt = w.T
 
         def step(d_next, x):  # d_next: the gradient flowing back from step t + 1
@@ -258,22 +286,14 @@ def elman_scan(phi, pascanu: bool, probed: bool):
             dz = g * slope  # dL/dz_t (standard), dL/dx_t (pascanu)
             return jnp.dot(dz, wt), ((dz, g) if probe_g else dz)
 
-        probe_g = probed and not pascanu  # the probe's gradient is g, else dz itself
-        _, out = jax.lax.scan(step, jnp.zeros_like(start), (d_outs, slopes), reverse=True)
+        _, out = jax.lax.scan(step, jnp.zeros_like(first), (d_outs, slopes), reverse=True)
         d_z = out[0] if probe_g else out
-        prev = jnp.concatenate([start[None], outs[:-1]])
-        d_w = jnp.dot(prev.reshape(-1, w.shape[0]).T, d_z.reshape(-1, w.shape[0]))
+        d_w = _weight_grad(first, outs, d_z)
         if not probed:
             return d_w, d_z
         return d_w, d_z, out[1] if probe_g else d_z
 
-    if probed:
-        run = jax.custom_vjp(lambda w, a, p: forward(w, a, p)[0])
-        run.defvjp(forward, backward)
-    else:
-        run = jax.custom_vjp(lambda w, a: forward(w, a, None)[0])
-        run.defvjp(lambda w, a: forward(w, a, None), backward)
-    return run
+    return _with_vjp(_forward(*cell("rnn", phi, pascanu), probed), backward, probed)
 
 
 def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
@@ -302,51 +322,34 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
         }
         return params, {}
 
-    def cell(w, carry, a, p=0):
-        """One time step: carry (state), a = U u_t + b [B, gH], p probe [B, H] -> (carry, output)."""
-        if kind == "rnn" and mcfg.form == "pascanu":
-            x = jnp.dot(phi(carry), w) + a + p
-            return x, phi(x)
-        if kind == "rnn":
-            hh = phi(jnp.dot(carry, w) + a) + p
-            return hh, hh
-        if kind == "gru":
-            hh = carry
-            rec = jnp.dot(hh, w)
-            z = jax.nn.sigmoid(a[:, :h] + rec[:, :h])
-            r = jax.nn.sigmoid(a[:, h : 2 * h] + rec[:, h : 2 * h])
-            cand = jnp.tanh(a[:, 2 * h :] + r * rec[:, 2 * h :])
-            hh = (1 - z) * hh + z * cand + p
-            return hh, hh
-        hh, c = carry  # lstm
-        gates = lstm_gates(jnp.dot(hh, w) + a, h)
-        c = gates[:, h : 2 * h] * c + gates[:, :h] * gates[:, 2 * h : 3 * h]
-        hh = gates[:, 3 * h :] * jnp.tanh(c) + p
-        return (hh, c), hh
+    pascanu = mcfg.form == "pascanu"
+    step, start = cell(kind, phi, pascanu)  # the held-out pass's steps
+    scan_of = {"lstm": lstm_scan, "gru": gru_scan}.get(kind) or partial(elman_scan, phi, pascanu)
+    scans = {probed: scan_of(probed) for probed in (False, True)}  # training: with written-out backward passes
 
-    if kind == "lstm":
-        scans = {probed: lstm_scan(probed) for probed in (False, True)}
-    elif kind == "gru":
-        scans = {probed: gru_scan(probed) for probed in (False, True)}
-    elif kind == "rnn":
-        scans = {probed: elman_scan(phi, mcfg.form == "pascanu", probed) for probed in (False, True)}
+    def held_out(w, w_in, b, seq, keep):
+        """A layer's last `keep` outputs [keep, B, H] from its inputs seq [T, B, n_in], each
+        step's input projected inside the scan (no stacked inputs or states beyond those)."""
+
+        def run(carry, u):
+            return step(w, carry, project(u, w_in, b), 0)[:2]
+
+        n = seq.shape[0]
+        carry, _ = jax.lax.scan(lambda c, u: (run(c, u)[0], None), start(jnp.zeros((seq.shape[1], h), dtype)),
+                                seq[: n - keep])
+        return jax.lax.scan(run, carry, seq[n - keep :])[1]
 
     def hidden(params, x, probes, keep=None):
         """Top layer states [T, B, H]; with `keep`, only its last `keep` (the held-out pass:
         no stacked inputs or states beyond those, which at a held-out batch of 1024 x 200
         steps would be 100 MB each)."""
         seq = jnp.swapaxes(x, 0, 1)  # [T, B, n_in]
-        batch, n = seq.shape[1], seq.shape[0]
+        n = seq.shape[0]
         for l in range(depth):
             w_in = params["inp"]["w"] if l == 0 else params["hid"]["w"][l - 1]
             b, w = params["rec"]["b"][l], params["rec"]["w"][l]
-            zero = jnp.zeros((batch, h), dtype)
-            carry0 = (zero, zero) if kind == "lstm" else zero
-            if keep is not None:  # project each step's input inside the scan; emit only what is kept
-                step = lambda c, u: cell(w, c, project(u, w_in, b))  # noqa: E731
-                k = keep if l == depth - 1 else n
-                carry0, _ = jax.lax.scan(lambda c, u: (step(c, u)[0], None), carry0, seq[: n - k])
-                _, seq = jax.lax.scan(step, carry0, seq[n - k :])
+            if keep is not None:
+                seq = held_out(w, w_in, b, seq, keep if l == depth - 1 else n)
                 continue
             a = project(seq, w_in, b)  # [T, B, gH]: all steps at once
             xs = (a,) if probes is None else (a, probes[l])
