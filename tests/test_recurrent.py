@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from vgrun import temporal, train
+from vgrun.activations import ACTIVATIONS
 from vgrun.config import Config, DataConfig, ModelConfig, OptimizerConfig
 from vgrun.models import rnn
 
@@ -23,9 +24,33 @@ def tiny(kind="rnn", form="standard", act="tanh", depth=1, **model):
                   model=ModelConfig(name=kind, form=form, rec_gain=1.3, **model), data=DataConfig(name="adding"))
 
 
+def reference_states(cfg, params, x, probes):
+    """The network's forward pass written plainly, for reference: rnn.cell's steps under a
+    lax.scan that JAX differentiates itself, with additive probes [D, T, B, H] on every
+    state (h_t; x_t for pascanu). -> the top layer's outputs [T, B, H]."""
+    step, start = rnn.cell(cfg.model.name, ACTIVATIONS[cfg.act].fn, cfg.model.form == "pascanu")
+    seq = jnp.swapaxes(x, 0, 1)
+    for l in range(cfg.depth):
+        w_in = params["inp"]["w"] if l == 0 else params["hid"]["w"][l - 1]
+        w, a = params["rec"]["w"][l], seq @ w_in + params["rec"]["b"][l]
+
+        def body(c, xs, w=w):
+            c, out, _ = step(w, c, *xs)
+            return c, out
+
+        _, seq = jax.lax.scan(body, start(jnp.zeros((x.shape[0], cfg.width), x.dtype)), (a, probes[l]))
+    return seq
+
+
+def reference_readout(params, top):
+    return top[-1] @ params["out"]["w"] + params["out"]["b"]
+
+
 @pytest.mark.parametrize("kind,form,depth", [("rnn", "standard", 1), ("rnn", "pascanu", 2), ("lstm", "standard", 1),
                                              ("gru", "standard", 1)])
 def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
+    """The traced delta (measured inside the written-out reverse scan) against central
+    differences of each example's loss with respect to every state, on the plain forward pass."""
     cfg = tiny(kind, form, depth=depth)
     prog = train.make_train(cfg)
     a = prog.problem.arrays
@@ -33,8 +58,10 @@ def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
     x, y = prog.problem.sample(jax.random.fold_in(carry.key, 0), a, cfg.batch_size)
     _, (_, (trace, _)) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), a)  # (trace, W_rec)
     net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
-    per_example = jax.jit(lambda p: ((net.apply(carry.params, {}, x, p)[0] - y) ** 2).sum(-1))  # L_i  [B]
-    zero = net.probes(cfg.batch_size, prog.problem.seq_steps)  # [D, T, B, H]
+    zero = jnp.zeros((cfg.depth, cfg.seq_len, cfg.batch_size, cfg.width))
+    ref = lambda p: reference_readout(carry.params, reference_states(cfg, carry.params, x, p))  # noqa: E731
+    np.testing.assert_allclose(ref(zero), net.apply(carry.params, {}, x)[0], rtol=1e-12)  # the same network
+    per_example = jax.jit(lambda p: ((ref(p) - y) ** 2).sum(-1))  # L_i  [B]
     d, t_len, b, h = zero.shape
     sq = np.zeros((d, t_len))
     for l in range(d):
@@ -44,6 +71,40 @@ def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
                     e = zero.at[l, t, i, j].set(EPS)
                     sq[l, t] += float((per_example(e)[i] - per_example(-e)[i]) / (2 * EPS)) ** 2
     np.testing.assert_allclose(np.asarray(trace.delta[0]), np.sqrt(sq / b), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind,form,act", [("lstm", "standard", "tanh"), ("gru", "standard", "tanh"),
+                                           ("rnn", "standard", "tanh"), ("rnn", "pascanu", "sigmoid")])
+def test_one_pull_gives_the_loss_gradient_and_both_taps(kind, form, act):
+    """A traced step's one pull back of (loss, v at the shadow's h_{T-1}), two layers deep:
+    the parameters get the loss's gradient only, and the taps are |dL/dh_t| and
+    |v^T dh_{T-1}/dh_t| of every layer and step, as JAX's own differentiation of the plain
+    forward pass gives them."""
+    cfg = tiny(kind, form, act, depth=2)
+    prog = train.make_train(cfg)
+    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
+    params, _ = net.init(jax.random.PRNGKey(3))
+    x, y = prog.problem.sample(jax.random.PRNGKey(4), prog.problem.arrays, cfg.batch_size)
+    v = temporal.unit_vectors(jax.random.PRNGKey(5), jnp.zeros((cfg.batch_size, cfg.width)))
+
+    def forward(params, taps):
+        y_pred, _, h_last = net.apply(params, {}, x, taps, stats=True)
+        return jnp.sum(jnp.sin(3 * y_pred - y)), h_last
+
+    (_, h_last), pull = jax.vjp(forward, params, net.probes(cfg.seq_len))
+    grads, taps = pull((1.0, v))
+
+    zero = jnp.zeros((cfg.depth, cfg.seq_len, cfg.batch_size, cfg.width))
+    ref_loss = lambda p, probes: jnp.sum(jnp.sin(3 * reference_readout(p, reference_states(cfg, p, x, probes)) - y))  # noqa: E731
+    ref_grads, d_states = jax.grad(ref_loss, (0, 1))(params, zero)
+    top, pull_ref = jax.vjp(lambda probes: reference_states(cfg, params, x, probes)[-1], zero)
+    np.testing.assert_allclose(h_last, top, rtol=1e-12)
+    (j_states,) = pull_ref(v)
+    for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-14)
+    np.testing.assert_allclose(taps["loss"], np.linalg.norm(d_states, axis=(2, 3)), rtol=1e-9)
+    np.testing.assert_allclose(taps["jacobian"], np.linalg.norm(j_states, axis=(2, 3)), rtol=1e-9)
+    assert np.all(np.asarray(taps["jacobian"])[:, -1] > 0) and np.all(np.asarray(taps["loss"]) > 0)
 
 
 def test_jacobian_trace_of_a_linear_rnn_is_v_times_a_matrix_power():
@@ -144,9 +205,9 @@ def test_traced_spectra_of_w_rec_come_back_from_the_host_for_every_member():
                                            ("rnn", "standard", "gcu")])
 @pytest.mark.parametrize("probed", [False, True])
 def test_written_out_backward_passes_match_numerical_derivatives(kind, form, act, probed):
-    """The written-out backward passes through time (rnn.lstm_scan, gru_scan, elman_scan): every
-    parameter's gradient, and the probes', against central differences
-    (jax.test_util.check_grads, float64), two layers deep."""
+    """The written-out backward passes through time (rnn.scans: lstm, gru, elman): every
+    parameter's gradient against central differences (jax.test_util.check_grads, float64),
+    two layers deep; probed: the traced steps' scans, taps and shadow stream in place."""
     from jax.test_util import check_grads
 
     cfg = tiny(kind, form, act, depth=2)
@@ -154,12 +215,12 @@ def test_written_out_backward_passes_match_numerical_derivatives(kind, form, act
     net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
     params, _ = net.init(jax.random.PRNGKey(6))
     x, y = prog.problem.sample(jax.random.PRNGKey(7), prog.problem.arrays, cfg.batch_size)
-    probes = 0.1 * jax.random.normal(jax.random.PRNGKey(8), net.probes(cfg.batch_size, prog.problem.seq_steps).shape)
+    taps = net.probes(prog.problem.seq_steps) if probed else None  # the traced steps' scans
 
-    def loss(params, probes):
-        return jnp.sum(jnp.sin(3 * net.apply(params, {}, x, probes if probed else None)[0] - y))
+    def loss(params):
+        return jnp.sum(jnp.sin(3 * net.apply(params, {}, x, taps)[0] - y))
 
-    check_grads(loss, (params, probes), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7)
+    check_grads(loss, (params,), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7)
 
 
 def test_gated_orthogonal_init_does_not_hang_on_two_xla_threads():

@@ -3,11 +3,11 @@
 Time steps are indexed t = 0 .. T-1 (T = seq_len); `horizon` k = T-1-t counts steps
 back from the end, where the loss is taken. Per traced step and recurrent layer:
 
-    delta[l, t]     RMS over the batch of |dL/dh_t| (BPTT, from zero probes on h_t)
+    delta[l, t]     RMS over the batch of |dL/dh_t| (BPTT, measured inside the reverse scan)
     jacobian[l, t]  RMS over the batch of |v^T dh_{T-1}/dh_t| for a random unit v per
                     example: a one-pass estimate of the Jacobian product
                     prod dh_s/dh_{s-1} over the horizon k (E|v^T J|^2 = |J|_F^2 / H),
-                    pulled back from the same forward pass as the loss
+                    pulled back in the same reverse scan as the loss's gradient
     grad_rec, grad_in, grad_b   |dL/dW_rec|, |dL/dU|, |dL/db|
     weight_rec, update_ratio    |W_rec|, |W_rec(t+1) - W_rec(t)| / |W_rec(t)|
     rho, sigma_max              spectral radius and largest singular value of W_rec
@@ -52,13 +52,14 @@ def unit_vectors(key, like: jax.Array) -> jax.Array:
     return v / jnp.linalg.norm(v, axis=-1, keepdims=True)
 
 
-def trace_step(params, grads, probe_grads, jacobian, updates, batch: int) -> tuple[TimeTrace, jax.Array]:
-    """probe_grads: dL/dh_t [D, T, B, H]; jacobian: v_i^T dh_{T-1,i} / dh_{t,i} [D, T, B, H]
-    (both pulled back from one forward pass, in vgrun.train). -> (the trace with rho and
-    sigma_max still NaN, W_rec [D, H, H] for `finish`)."""
+def trace_step(params, grads, taps, updates, batch: int) -> tuple[TimeTrace, jax.Array]:
+    """taps: {"loss": |dL/dh_t|_F, "jacobian": |v_i^T dh_{T-1,i} / dh_{t,i}|_F} [D, T], both
+    measured in the one pull back of vgrun.train's traced step (vgrun.models.rnn: the time
+    scans). -> (the trace with rho and sigma_max still NaN, W_rec [D, H, H] for `finish`)."""
     h = params["rec"]["w"].shape[-2]
-    delta = jnp.sqrt(jnp.asarray(batch, probe_grads.dtype)) * safe_norm(probe_grads, (2, 3))
-    jacobian = safe_norm(jacobian, (2, 3)) / jnp.sqrt(jnp.asarray(batch, jacobian.dtype))
+    root_b = jnp.sqrt(jnp.asarray(batch, taps["loss"].dtype))
+    delta = root_b * taps["loss"]
+    jacobian = taps["jacobian"] / root_b
     w_in = [grads["inp"]["w"][None]] + ([grads["hid"]["w"]] if grads["hid"]["w"].shape[0] else [])
     grad_in = jnp.concatenate([safe_norm(g, (1, 2)) for g in w_in])
     w = params["rec"]["w"]

@@ -132,17 +132,15 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
             loss, acc = problem.loss_and_acc(y_pred, y)
             return loss, (acc, state, stats)
 
-        jacobian = None
-        if traced and recurrent:  # one forward pass, two pulls back: the loss, and v^T h_{T-1} (vgrun.temporal)
+        if traced and recurrent:  # one forward pass, one pull back of two streams: the loss, and v^T h_{T-1} (vgrun.temporal)
             def forward(params, probes):
                 loss, (acc, state, h_last) = loss_fn(params, probes)
                 return (loss, h_last), (acc, state)
 
             (loss, h_last), pull, (acc, state) = jax.vjp(
-                forward, carry.params, model.probes(batch, problem.seq_steps), has_aux=True)
-            grads, probe_grads = pull((jnp.ones_like(loss), jnp.zeros_like(h_last)))
+                forward, carry.params, model.probes(problem.seq_steps), has_aux=True)
             v = temporal.unit_vectors(jax.random.fold_in(key, 1), h_last)
-            jacobian = pull((jnp.zeros_like(loss), v))[1]
+            grads, taps = pull((jnp.ones_like(loss), v))  # h_last is the shadow stream's: grads are the loss's
         elif traced:
             probes = model.probes()
             (loss, (acc, state, stats)), (grads, probe_grads) = jax.value_and_grad(
@@ -158,7 +156,7 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
         metrics = {"loss": loss, "acc": acc, "grad_norm": global_norm(grads) if clipping else nan}
         trace = None
         if traced and recurrent:
-            trace = temporal.trace_step(carry.params, grads, probe_grads, jacobian, updates, batch)
+            trace = temporal.trace_step(carry.params, grads, taps, updates, batch)
             metrics["grad_norm"] = global_norm(grads)
         elif traced:
             trace = trace_step(grads, probe_grads, carry.params, updates, stats, batch)

@@ -9,16 +9,15 @@
 
 `depth` stacks layers (layer l reads layer l-1's outputs). The input projection
 U u_t + b of a whole sequence is one matmul outside the time scan; only the recurrent
-matmul is inside it. `probes` [depth, T, B, H] are zeros added to every state h_t (x_t
-for pascanu), so their gradient is dL/dh_t through time (BPTT), taken without hooks.
-Each cell's time scan has its backward pass written out (`elman_scan`, `lstm_scan`, `gru_scan`).
+matmul is inside it. Each cell's time scan has its backward pass written out (`scans`);
+on traced steps it also measures, inside the reverse scan, |dL/dh_t| (BPTT, without hooks)
+and |v^T dh_{T-1}/dh_t| at every time step (`probes`: zero taps).
 The output is the readout of the last `n_out_steps` steps of the top layer.
 """
 
 from __future__ import annotations
 
 import math
-from functools import partial
 from typing import NamedTuple
 
 import jax
@@ -27,6 +26,7 @@ import numpy as np
 
 from vgrun.activations import ACTIVATIONS
 from vgrun.inits import after, init_many
+from vgrun.traces import scaled_norm
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -34,7 +34,7 @@ GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 class RecModel(NamedTuple):
     init: object  # key -> (params, state)
     apply: object  # (params, state, x [B, T, n_in], probes | None, train, stats) -> (y, state, h_{T-1} | None)
-    probes: object  # batch -> zero probes [depth, T, B, H]
+    probes: object  # seq_len -> zero taps {loss, jacobian} [depth, T]
     kind: str
 
 
@@ -94,8 +94,30 @@ def project(u: jax.Array, w: jax.Array, b: jax.Array) -> jax.Array:
     """u w + b over the last axis. With few inputs (the tasks have 2 to 10) as multiply-adds:
     a matmul with so short a contraction ran slower inside the training step on XLA CPU."""
     if w.shape[0] <= SMALL_IN:
-        return sum(u[..., k, None] * w[k] for k in range(w.shape[0])) + b
+        return _project_small(u, w, b)
     return jnp.dot(u, w) + b
+
+
+@jax.custom_vjp
+def _project_small(u, w, b):
+    return sum(u[..., k, None] * w[k] for k in range(w.shape[0])) + b
+
+
+def _project_small_fwd(u, w, b):
+    return _project_small(u, w, b), (u, w)
+
+
+def _project_small_bwd(res, d):
+    """dL/dW as one contraction over every leading axis: autodiff of the multiply-adds
+    broadcast each input column to the full [T, B, gH] and reduced it, two passes per input
+    (tanh RNN, adding problem: ~3 ms of a 28 ms traced step)."""
+    u, w = res
+    lead = tuple(range(u.ndim - 1))
+    d_w = jax.lax.dot_general(u, d, ((lead, lead), ((), ())))
+    return jnp.dot(d, w.T), d_w, d.sum(lead)
+
+
+_project_small.defvjp(_project_small_fwd, _project_small_bwd)
 
 
 def lstm_gates(zz: jax.Array, h: int) -> jax.Array:
@@ -175,19 +197,31 @@ def cell(kind: str, phi, pascanu: bool):
 
 
 # ---------------------------------------------------------------------------- their time scans
+# Each scan comes in two forms (`_with_vjp`):
+#   plain(w, a) -> outputs                        training steps that are not traced
+#   tapped(w, a, a2, p, q) -> (outputs, shadow)   traced steps
+# `shadow` is the outputs again (computed once), the start of a second gradient stream that
+# measures and never trains: pulled back from v at h_{T-1}, it gives v^T dh_{T-1}/dh_t
+# (vgrun.temporal's jacobian trace) in the same reverse scan as the loss's gradient, both
+# streams' matmuls as one. Its input a2 (= a, from the shadow of the layer below, projected
+# with stop-gradient weights) is where it flows on down; W gets nothing from it. The taps
+# p, q [T] are zeros whose cotangents are not derivatives but measurements, taken inside
+# the reverse scan while each step's gradient is in cache (as vgrun.traces.tap): p gets
+# |dL/dh_t|_F, q gets |v^T dh_{T-1}/dh_t|_F (over the batch; dL/dx_t and v^T dphi(x_{T-1})/dx_t
+# for pascanu), underflow-safe. No [T, B, H] gradient of either stream is written out.
 
 
-def _forward(step, start, probed: bool):
-    """forward(w, a [T, B, gH], p [T, B, H] | None) -> (outputs [T, B, H], residuals)."""
+def _forward(step, start):
+    """forward(w, a [T, B, gH]) -> (outputs [T, B, H], residuals)."""
 
-    def forward(w, a, p):
+    def forward(w, a):
         first = start(jnp.zeros(a.shape[1:2] + (w.shape[0],), a.dtype))
 
         def body(carry, x):
-            carry, out, saved = step(w, carry, x[0], x[1] if probed else 0)
+            carry, out, saved = step(w, carry, x, 0)
             return carry, (out, saved)
 
-        _, (outs, saved) = jax.lax.scan(body, first, (a, p) if probed else (a,))
+        _, (outs, saved) = jax.lax.scan(body, first, a)
         return outs, (w, first, outs, saved)
 
     return forward
@@ -199,101 +233,130 @@ def _weight_grad(first_out, outs, d_pre) -> jax.Array:
     return jnp.dot(prev.reshape(-1, prev.shape[-1]).T, d_pre.reshape(-1, d_pre.shape[-1]))
 
 
-def _with_vjp(forward, backward, probed: bool):
-    """The scan (w, a[, p]) -> outputs as a custom VJP: the forward scan saves what
-    `backward(residuals, d_outputs)` needs to return dL/dw, dL/da[, dL/dp]."""
-    if probed:
-        run = jax.custom_vjp(lambda w, a, p: forward(w, a, p)[0])
-        run.defvjp(forward, backward)
-    else:
-        run = jax.custom_vjp(lambda w, a: forward(w, a, None)[0])
-        run.defvjp(lambda w, a: forward(w, a, None), backward)
-    return run
+def _with_vjp(forward, reverse, keep: tuple | None = None):
+    """(plain, tapped) scans (see above) from the forward scan and the reverse scan
+    reverse(residuals, d_outs: S streams [<= T, B, H], tapped) -> (dL/dW from stream 0,
+    dL/da per stream, taps per stream [T] or None). keep = (k, k_shadow): return only the
+    last k outputs and k_shadow of the shadow (the top layer: what the readout and the
+    jacobian pull read), so their cotangents come in that short, not padded to [T, B, H]."""
+    k, k_shadow = keep or (None, None)
+    last = lambda x, n: x if n is None else x[-n:]  # noqa: E731
+
+    def plain_fwd(w, a):
+        outs, res = forward(w, a)
+        return last(outs, k), res
+
+    def plain_bwd(res, d_outs):
+        d_w, d_a, _ = reverse(res, (d_outs,), False)
+        return d_w, d_a[0]
+
+    plain = jax.custom_vjp(lambda w, a: plain_fwd(w, a)[0])
+    plain.defvjp(plain_fwd, plain_bwd)
+
+    def tapped_fwd(w, a, a2, p, q):
+        outs, res = forward(w, a)
+        return (last(outs, k), last(outs, k_shadow)), res
+
+    def tapped_bwd(res, cts):
+        d_w, d_a, taps = reverse(res, cts, True)
+        return (d_w, *d_a, *taps)
+
+    tapped = jax.custom_vjp(lambda w, a, a2, p, q: tapped_fwd(w, a, a2, p, q)[0])
+    tapped.defvjp(tapped_fwd, tapped_bwd)
+    return plain, tapped
 
 
-def lstm_scan(probed: bool):
-    """scan(w [H, 4H], a [T, B, 4H] (= U u_t + b)[, p [T, B, H]]) -> h_t [T, B, H] of an
-    LSTM from zero states, with its backward pass written out (a custom VJP).
+def _reverse_scan(step, carry, d_outs: tuple, saved: tuple, tapped: bool):
+    """lax.scan of step, reversed, over what the forward saved, for each stream (S of them: each
+    its own carry and cotangents d_outs[s], one loop for all); step(carry, d_out [B, H],
+    *saved_t) -> (carry, outputs, the gradient to tap [B, H]). -> (outputs per stream, taps
+    per stream [T] or None). A stream's cotangents shorter than T are those of the last
+    steps (zero before). The streams' steps stay apart: one matmul of twice the rows ran
+    no faster than two, and stacking them cost a copy per step."""
+    n_steps = saved[0].shape[0]
+    full = [d for d in d_outs if d.shape[0] == n_steps]
 
-    Autodiff of the scan saved a dozen residual arrays per time step and read them all back;
-    this saves what `lstm_step` says, and takes dL/dW as one matmul after the reverse scan.
-    The probe p_t is added to h_t: its gradient is dL/dh_t. Checked against numerical
-    derivatives in tests.
-    """
+    def body(carries, x):
+        t, x = x[0], x[1:]
+        x_full, x = x[: len(full)], x[len(full) :]
+        new, outs, taps = [], [], []
+        for c, d in zip(carries, d_outs):
+            if d.shape[0] == n_steps:
+                d_out, x_full = x_full[0], x_full[1:]
+            else:  # the last len(d) steps: index into the short array, zero before
+                i = t - (n_steps - d.shape[0])
+                d_out = jnp.where(i >= 0, jax.lax.dynamic_index_in_dim(d, jnp.maximum(i, 0), keepdims=False), 0)
+            c, out, src = step(c, d_out, *x)
+            new.append(c)
+            outs.append(out)
+            if tapped:
+                taps.append(scaled_norm(src, (0, 1)))
+        return tuple(new), (tuple(outs), tuple(taps))
 
-    def backward(res, d_hs):
-        w, (zero, _), hs, (ks, as_, fs) = res
-        wt = w.T
-
-        def step(carry, x):
-            dh, dc = carry  # from step t + 1: dL/dh_t through W, dL/dc_t through f_{t+1}
-            dh_t, k, a, f = x
-            dh = dh + dh_t  # dL/dh_t: through time and through the layer's output
-            dc = dc + dh * a
-            dz = jnp.concatenate([dc, dc, dc, dh], -1) * k  # dL/d(pre-activations of i, f, g, o)
-            return (jnp.dot(dz, wt), dc * f), (dz, dh) if probed else dz
-
-        _, out = jax.lax.scan(step, (zero, zero), (d_hs, ks, as_, fs), reverse=True)
-        d_z = out[0] if probed else out
-        d_w = _weight_grad(zero, hs, d_z)
-        return (d_w, d_z, out[1]) if probed else (d_w, d_z)
-
-    return _with_vjp(_forward(*cell("lstm", None, False), probed), backward, probed)
-
-
-def gru_scan(probed: bool):
-    """scan(w [H, 3H], a [T, B, 3H] (= U u_t + b)[, p [T, B, H]]) -> h_t [T, B, H] of a GRU
-    from a zero state, with its backward pass written out (a custom VJP), as `lstm_scan`:
-    every gradient of a step is dL/dh_t times what `gru_step` saves. Checked against
-    numerical derivatives in tests.
-    """
-
-    def backward(res, d_hs):
-        w, zero, hs, (kq, kc, keep) = res
-        h, wt = w.shape[0], w.T
-
-        def step(d_next, x):
-            dh_t, k_q, k_c, k_h = x
-            dh = dh_t + d_next  # dL/dh_t: through time and through the layer's output
-            dq = jnp.concatenate([dh, dh, dh], -1) * k_q
-            return dh * k_h + jnp.dot(dq, wt), (dq, dh * k_c, dh)
-
-        _, (d_q, d_ac, d_h) = jax.lax.scan(step, zero, (d_hs, kq, kc, keep), reverse=True)
-        d_w = _weight_grad(zero, hs, d_q)
-        d_a = jnp.concatenate([d_q[..., : 2 * h], d_ac], -1)
-        return (d_w, d_a, d_h) if probed else (d_w, d_a)
-
-    return _with_vjp(_forward(*cell("gru", None, False), probed), backward, probed)
+    xs = (jnp.arange(n_steps), *full, *saved)
+    _, (outs, taps) = jax.lax.scan(body, (carry,) * len(d_outs), xs, reverse=True)
+    return outs, (taps if tapped else None)
 
 
-def elman_scan(phi, pascanu: bool, probed: bool):
-    """scan(w [H, H], a [T, B, H] (= U u_t + b)[, p [T, B, H]]) -> outputs [T, B, H] of an
-    Elman RNN (`elman_step`) from a zero state, with its backward pass written out (a
-    custom VJP): the forward pass saves the outputs and phi' at every step; the reverse
-    scan is one matmul and one multiply per step, and dL/dW one matmul after it. (Autodiff
-    of the scan summed dL/dW step by step inside the loop.) The probe's gradient is dL/dh_t
-    (dL/dx_t for pascanu). Checked against numerical derivatives in tests.
-    """
-    probe_g = probed and not pascanu  # the probe's gradient is g, else dz itself
+def lstm_reverse(res, d_outs, tapped: bool):
+    """The LSTM's reverse scan (see `lstm_step` for what it multiplies by)."""
+    w, (zero, _), hs, (ks, as_, fs) = res
+    wt = w.T
+    def step(carry, d_out, k, a, f):
+        dh, dc = carry  # from step t + 1: dL/dh_t through W, dL/dc_t through f_{t+1}
+        dh = dh + d_out  # dL/dh_t: through time and through the layer's output
+        dc = dc + dh * a
+        dz = jnp.concatenate([dc, dc, dc, dh], -1) * k  # dL/d(pre-activations of i, f, g, o)
+        return (jnp.dot(dz, wt), dc * f), dz, dh
 
-    def backward(res, d_outs):
+    d_z, taps = _reverse_scan(step, (zero, zero), d_outs, (ks, as_, fs), tapped)
+    return _weight_grad(zero, hs, d_z[0]), d_z, taps
+
+
+def gru_reverse(res, d_outs, tapped: bool):
+    """The GRU's reverse scan (see `gru_step`)."""
+    w, zero, hs, (kq, kc, keep) = res
+    h, wt = w.shape[0], w.T
+
+    def step(d_next, d_out, k_q, k_c, k_h):
+        dh = d_out + d_next  # dL/dh_t: through time and through the layer's output
+        dq = jnp.concatenate([dh, dh, dh], -1) * k_q
+        return dh * k_h + jnp.dot(dq, wt), (dq, dh * k_c), dh
+
+    out, taps = _reverse_scan(step, zero, d_outs, (kq, kc, keep), tapped)
+    d_a = tuple(jnp.concatenate([d_q[..., : 2 * h], d_ac], -1) for d_q, d_ac in out)
+    return _weight_grad(zero, hs, out[0][0]), d_a, taps
+
+
+def elman_reverse(pascanu: bool):
+    """The Elman RNN's reverse scan: one multiply and one matmul per step."""
+
+    def reverse(res, d_outs, tapped: bool):
         w, first, outs, (slopes,) = res
         wt = w.T
 
-        def step(d_next, x):  # d_next: the gradient flowing back from step t + 1
-            d_out, slope = x
+        def step(d_next, d_out, slope):  # d_next: the gradient flowing back from step t + 1
             g = d_out + d_next  # dL/dh_t (standard), dL/dphi(x_t) (pascanu)
             dz = g * slope  # dL/dz_t (standard), dL/dx_t (pascanu)
-            return jnp.dot(dz, wt), ((dz, g) if probe_g else dz)
+            return jnp.dot(dz, wt), dz, (dz if pascanu else g)
 
-        _, out = jax.lax.scan(step, jnp.zeros_like(first), (d_outs, slopes), reverse=True)
-        d_z = out[0] if probe_g else out
-        d_w = _weight_grad(first, outs, d_z)
-        if not probed:
-            return d_w, d_z
-        return d_w, d_z, out[1] if probe_g else d_z
+        d_z, taps = _reverse_scan(step, jnp.zeros_like(first), d_outs, (slopes,), tapped)
+        return _weight_grad(first, outs, d_z[0]), d_z, taps
 
-    return _with_vjp(_forward(*cell("rnn", phi, pascanu), probed), backward, probed)
+    return reverse
+
+
+def scans(kind: str, phi, pascanu: bool, keep: tuple | None = None):
+    """(plain, tapped) time scans of a cell, each with its backward pass written out; keep:
+    see `_with_vjp`.
+
+    Autodiff of a scan saves a dozen residual arrays per time step and reads them all back
+    (and sums dL/dW step by step inside the loop); here the forward step saves what the
+    cell's step says, the reverse scan is a few small kernels and one matmul per step, and
+    dL/dW one matmul after it. Checked against numerical derivatives in tests.
+    """
+    reverse = {"lstm": lstm_reverse, "gru": gru_reverse}.get(kind) or elman_reverse(pascanu)
+    return _with_vjp(_forward(*cell(kind, phi, pascanu)), reverse, keep)
 
 
 def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
@@ -324,8 +387,9 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
 
     pascanu = mcfg.form == "pascanu"
     step, start = cell(kind, phi, pascanu)  # the held-out pass's steps
-    scan_of = {"lstm": lstm_scan, "gru": gru_scan}.get(kind) or partial(elman_scan, phi, pascanu)
-    scans = {probed: scan_of(probed) for probed in (False, True)}  # training: with written-out backward passes
+    # training's scans, with written-out backward passes: of the top layer, only what the
+    # readout and the jacobian pull read comes out
+    below, top = scans(kind, phi, pascanu), scans(kind, phi, pascanu, keep=(n_out_steps, 1))
 
     def held_out(w, w_in, b, seq, keep):
         """A layer's last `keep` outputs [keep, B, H] from its inputs seq [T, B, n_in], each
@@ -340,30 +404,39 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
         return jax.lax.scan(run, carry, seq[n - keep :])[1]
 
     def hidden(params, x, probes, keep=None):
-        """Top layer states [T, B, H]; with `keep`, only its last `keep` (the held-out pass:
-        no stacked inputs or states beyond those, which at a held-out batch of 1024 x 200
-        steps would be 100 MB each)."""
-        seq = jnp.swapaxes(x, 0, 1)  # [T, B, n_in]
+        """(the top layer's last n_out_steps outputs [n_out_steps, B, H], the last of its shadow
+        (with probes; else the outputs again)). keep: the held-out pass, each layer's
+        inputs projected inside its scan (no stacked inputs or states beyond those, which at
+        a held-out batch of 1024 x 200 steps would be 100 MB each)."""
+        seq = shadow = jnp.swapaxes(x, 0, 1)  # [T, B, n_in]
         n = seq.shape[0]
         for l in range(depth):
             w_in = params["inp"]["w"] if l == 0 else params["hid"]["w"][l - 1]
             b, w = params["rec"]["b"][l], params["rec"]["w"][l]
             if keep is not None:
-                seq = held_out(w, w_in, b, seq, keep if l == depth - 1 else n)
+                seq = shadow = held_out(w, w_in, b, seq, keep if l == depth - 1 else n)
                 continue
             a = project(seq, w_in, b)  # [T, B, gH]: all steps at once
-            xs = (a,) if probes is None else (a, probes[l])
-            seq = scans[probes is not None](w, *xs)
-        return seq  # [T, B, H]
+            plain, tapped = top if l == depth - 1 else below
+            if probes is None:
+                seq = shadow = plain(w, a)
+            else:  # the shadow stream (see the time scans): the same numbers, stop-gradient weights
+                a2 = project(shadow, jax.lax.stop_gradient(w_in), jax.lax.stop_gradient(b))
+                seq, shadow = tapped(w, a, a2, probes["loss"][l], probes["jacobian"][l])
+        return seq, shadow
 
     def apply(params, state, x, probes=None, train=True, stats=False):
-        """-> (y, state, the top layer's last state h_{T-1} [B, H] if stats else None)."""
-        top = hidden(params, x, probes, None if train else n_out_steps)[-n_out_steps:]  # [n_out_steps, B, H]
+        """-> (y, state, the top layer's last state h_{T-1} [B, H] if stats else None; with probes,
+        from the shadow stream: pull v back from it for the jacobian taps)."""
+        top, shadow = hidden(params, x, probes, None if train else n_out_steps)  # [n_out_steps, B, H]
         y = jnp.dot(top, params["out"]["w"]) + params["out"]["b"]
         y = jnp.swapaxes(y, 0, 1)  # [B, n_out_steps, n_out]
-        return (y[:, 0] if n_out_steps == 1 else y), state, (top[-1] if stats else None)
+        return (y[:, 0] if n_out_steps == 1 else y), state, (shadow[-1] if stats else None)
 
-    def probes(batch_size, seq_len):
-        return jnp.zeros((depth, seq_len, batch_size, h), dtype)
+    def probes(seq_len):
+        """Zero taps [depth, T] (see the time scans): the pull back of (loss, v at the shadow's
+        h_{T-1}) turns them into |dL/dh_t| and |v^T dh_{T-1}/dh_t| per layer and time step."""
+        zeros = jnp.zeros((depth, seq_len), dtype)
+        return {"loss": zeros, "jacobian": zeros}
 
     return RecModel(init, apply, probes, kind)
