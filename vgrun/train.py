@@ -281,7 +281,7 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
         return tree if n == 1 else jax.tree_util.tree_map(lambda v: v[i], tree)
 
     # recurrent: the spectra of W_rec are computed on the host, beside the next chunk (temporal.finish)
-    spectra = ThreadPoolExecutor(1) if is_recurrent(cfg) else None
+    spectra = ThreadPoolExecutor(1, initializer=temporal.low_priority) if is_recurrent(cfg) else None
     metrics, traces = [], []
     status, ends, tests, carries = ["completed"] * n, [prog.n_chunks] * n, [None] * n, [None] * n
     for c in range(prog.n_chunks):
