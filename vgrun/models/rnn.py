@@ -202,8 +202,8 @@ def cell(kind: str, phi, pascanu: bool):
 #   tapped(w, a, a2, p, q) -> (outputs, shadow)   traced steps
 # `shadow` is the outputs again (computed once), the start of a second gradient stream that
 # measures and never trains: pulled back from v at h_{T-1}, it gives v^T dh_{T-1}/dh_t
-# (vgrun.temporal's jacobian trace) in the same reverse scan as the loss's gradient, both
-# streams' matmuls as one. Its input a2 (= a, from the shadow of the layer below, projected
+# (vgrun.temporal's jacobian trace) in the same reverse scan as the loss's gradient (one
+# pull back, one loop). Its input a2 (= a, from the shadow of the layer below, projected
 # with stop-gradient weights) is where it flows on down; W gets nothing from it. The taps
 # p, q [T] are zeros whose cotangents are not derivatives but measurements, taken inside
 # the reverse scan while each step's gradient is in cache (as vgrun.traces.tap): p gets
@@ -302,6 +302,7 @@ def lstm_reverse(res, d_outs, tapped: bool):
     """The LSTM's reverse scan (see `lstm_step` for what it multiplies by)."""
     w, (zero, _), hs, (ks, as_, fs) = res
     wt = w.T
+
     def step(carry, d_out, k, a, f):
         dh, dc = carry  # from step t + 1: dL/dh_t through W, dL/dc_t through f_{t+1}
         dh = dh + d_out  # dL/dh_t: through time and through the layer's output
