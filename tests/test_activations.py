@@ -31,6 +31,18 @@ def test_derivative_matches_autodiff(name):
     np.testing.assert_allclose(act.deriv(z), auto, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("name", [n for n in ACTS if ACTIVATIONS[n].slope_of_output is not None])
+def test_slope_from_the_output_is_the_derivative(name):
+    act = ACTIVATIONS[name]
+    z = jnp.asarray(Z)
+    np.testing.assert_allclose(act.slope_of_output(act.fn(z)), act.deriv(z), rtol=1e-9, atol=1e-12)
+
+
+def test_the_monotone_activations_give_their_slope_from_the_output():
+    """Where the output does not determine the slope (non-monotone or not invertible), none is claimed."""
+    assert {n for n in ACTS if ACTIVATIONS[n].slope_of_output is None} == {"gelu", "silu", "gcu"}
+
+
 @pytest.mark.parametrize("name", [n for n in ACTS if n != "gcu"])
 def test_peak_is_the_sup_of_the_slope(name):
     slope = jnp.abs(ACTIVATIONS[name].deriv(jnp.linspace(-20, 20, 400_001, dtype=jnp.float64)))
