@@ -13,11 +13,10 @@ benchmark (benchmarks/run.py, torch_mlp.py) runs and the machine is quiet:
                  compile_s, train_s and steps_per_s from the run folder's summary.json
                  (train_s: all chunks incl. the held-out evaluations, after compilation).
                  trace_every=1: per-time-step traces every step (|dL/dh_t|, the Jacobian
-                 estimate = a second pull back through the same forward pass, spectral
+                 estimate = a second gradient stream in the same reverse scan, spectral
                  radius and sigma_max of W_rec = on the host, beside the next chunk);
                  trace_every=100: one traced step in 100. Each at threads=1 (one XLA
-                 thread, the default) and threads=2 (both cores: the two pulls back of a
-                 traced step and the held-out pass use the second); the comparisons take
+                 thread, the default) and threads=2 (both cores); the comparisons take
                  vgrun's and PyTorch's fastest thread setting each.
   PyTorch        benchmarks/torch_rnn.py, the same training with |dL/dh_t| for every t and
                  the weight-gradient norms at every step, 1 thread and PyTorch's default;
@@ -31,8 +30,8 @@ benchmark (benchmarks/run.py, torch_mlp.py) runs and the machine is quiet:
                  evaluation every 15 steps, as vgrun's chunks.
 
 Matmul FLOPs per plain training step (forward + backward): 3 * T * 2 * B * H * gH,
-g = 1 (rnn) or 4 (lstm); the traced step adds T * 2 * B * H * gH (the second pull back
-through h, whose weight-gradient products are unused).
+g = 1 (rnn) or 4 (lstm); the traced step adds T * 2 * B * H * gH (the jacobian stream's
+step back through W at every time step; it takes no weight gradient).
 """
 
 from __future__ import annotations

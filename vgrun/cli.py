@@ -71,10 +71,9 @@ def preload(delay: float = 0.0) -> threading.Thread:
     def work():
         if delay:
             time.sleep(delay)  # the imports hold the GIL: the parent first hands the workers their jobs
-            try:
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-            except (AttributeError, OSError):
-                pass
+            from vgrun.cores import lowest_priority
+
+            lowest_priority()
         import matplotlib
 
         matplotlib.use("Agg")

@@ -73,3 +73,15 @@ def pin_all(cpus) -> None:
             os.sched_setaffinity(tid, cpus)
         except OSError:
             pass  # a thread that just exited
+
+
+def lowest_priority() -> None:
+    """The calling thread at the lowest priority (Linux: nice 19, this thread only): host work
+    that should take only what the training program or a sweep's workers leave idle. Where
+    the platform cannot, nothing happens."""
+    import threading
+
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+    except (AttributeError, OSError):
+        pass

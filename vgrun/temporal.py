@@ -20,7 +20,6 @@ back from the end, where the loss is taken. Per traced step and recurrent layer:
 from __future__ import annotations
 
 import math
-import os
 from typing import NamedTuple
 
 import jax
@@ -78,19 +77,6 @@ def trace_step(params, grads, taps, updates, batch: int) -> tuple[TimeTrace, jax
         sigma_max=nan,
     )
     return trace, w[:, :, :h]
-
-
-def low_priority() -> None:
-    """This thread at the lowest priority (Linux: nice 19, this thread only): the spectra take
-    what the training program leaves idle. At threads=2 XLA runs on both cores, and a host
-    eig at normal priority stalled it (tanh RNN, H=128: 20.6 ms per traced step, 23.9 with
-    the spectra of 15 steps, ~76 ms, computed beside each chunk)."""
-    import threading
-
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
-    except (AttributeError, OSError):
-        pass
 
 
 def finish(traced: tuple[TimeTrace, np.ndarray]) -> TimeTrace:

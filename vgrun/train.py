@@ -21,6 +21,7 @@ import jax.numpy as jnp
 import optax
 
 from vgrun import hyper, models, optim, temporal
+from vgrun.cores import lowest_priority
 from vgrun.models import rnn
 from vgrun.names import GRADIENT_FREE, RECURRENT
 from vgrun.problem import Problem
@@ -280,8 +281,10 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
     def member(tree, i):
         return tree if n == 1 else jax.tree_util.tree_map(lambda v: v[i], tree)
 
-    # recurrent: the spectra of W_rec are computed on the host, beside the next chunk (temporal.finish)
-    spectra = ThreadPoolExecutor(1, initializer=temporal.low_priority) if is_recurrent(cfg) else None
+    # recurrent: the spectra of W_rec are computed on the host, beside the next chunk (temporal.finish),
+    # at the lowest priority: at threads=2 XLA runs on both cores, and a host eig at normal priority
+    # stalled it (tanh RNN, H=128: 20.6 ms per traced step, 23.9 with the spectra, ~76 ms a chunk)
+    spectra = ThreadPoolExecutor(1, initializer=lowest_priority) if is_recurrent(cfg) else None
     metrics, traces = [], []
     status, ends, tests, carries = ["completed"] * n, [prog.n_chunks] * n, [None] * n, [None] * n
     for c in range(prog.n_chunks):

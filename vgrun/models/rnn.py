@@ -132,8 +132,9 @@ def lstm_gates(zz: jax.Array, h: int) -> jax.Array:
 
 # ---------------------------------------------------------------------------- the cells
 # A cell's step(w, carry, a, p) -> (carry, output, saved): one time step from the carry,
-# a = U u_t + b [B, gH] and the probe p (0 or [B, H], added to the state), and what its
-# backward step multiplies by. The held-out pass runs the same steps (saved unused).
+# a = U u_t + b [B, gH] and p added to the state (0 here; the tests' plain reference pass
+# adds probes there), and what its backward step multiplies by. The held-out pass runs the
+# same steps (saved unused).
 
 
 def lstm_step(w, state, a, p):
@@ -277,27 +278,26 @@ def _reverse_scan(step, carry, d_outs: tuple, saved: tuple, tapped: bool):
     steps (zero before). The streams' steps stay apart: one matmul of twice the rows ran
     no faster than two, and stacking them cost a copy per step."""
     n_steps = saved[0].shape[0]
-    full = [d for d in d_outs if d.shape[0] == n_steps]
+    full = tuple(d for d in d_outs if d.shape[0] == n_steps)  # scanned over; the short ones are indexed
 
     def body(carries, x):
-        t, x = x[0], x[1:]
-        x_full, x = x[: len(full)], x[len(full) :]
+        t, full_t, saved_t = x
+        full_t = iter(full_t)
         new, outs, taps = [], [], []
         for c, d in zip(carries, d_outs):
             if d.shape[0] == n_steps:
-                d_out, x_full = x_full[0], x_full[1:]
+                d_out = next(full_t)
             else:  # the last len(d) steps: index into the short array, zero before
                 i = t - (n_steps - d.shape[0])
                 d_out = jnp.where(i >= 0, jax.lax.dynamic_index_in_dim(d, jnp.maximum(i, 0), keepdims=False), 0)
-            c, out, src = step(c, d_out, *x)
+            c, out, src = step(c, d_out, *saved_t)
             new.append(c)
             outs.append(out)
             if tapped:
                 taps.append(scaled_norm(src, (0, 1)))
         return tuple(new), (tuple(outs), tuple(taps))
 
-    xs = (jnp.arange(n_steps), *full, *saved)
-    _, (outs, taps) = jax.lax.scan(body, (carry,) * len(d_outs), xs, reverse=True)
+    _, (outs, taps) = jax.lax.scan(body, (carry,) * len(d_outs), (jnp.arange(n_steps), full, saved), reverse=True)
     return outs, (taps if tapped else None)
 
 
@@ -419,7 +419,7 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
         (with probes; else the outputs again)). keep: the held-out pass, each layer's
         inputs projected inside its scan (no stacked inputs or states beyond those, which at
         a held-out batch of 1024 x 200 steps would be 100 MB each)."""
-        seq = shadow = jnp.swapaxes(x, 0, 1)  # [T, B, n_in]
+        seq = jnp.swapaxes(x, 0, 1)  # [T, B, n_in]
         n = seq.shape[0]
         for l in range(depth):
             w_in = params["inp"]["w"] if l == 0 else params["hid"]["w"][l - 1]
@@ -431,8 +431,9 @@ def make(cfg, n_in: int, n_out: int, dtype, n_out_steps: int = 1) -> RecModel:
             plain, tapped = top if l == depth - 1 else below
             if probes is None:
                 seq = shadow = plain(w, a)
-            else:  # the shadow stream (see the time scans): the same numbers, stop-gradient weights
-                a2 = project(shadow, jax.lax.stop_gradient(w_in), jax.lax.stop_gradient(b))
+            else:  # the shadow stream (see the time scans): the same numbers, nothing trained through it
+                sg = jax.lax.stop_gradient
+                a2 = sg(a) if l == 0 else project(shadow, sg(w_in), sg(b))  # the input itself needs no gradient
                 seq, shadow = tapped(w, a, a2, probes["loss"][l], probes["jacobian"][l])
         return seq, shadow
 
