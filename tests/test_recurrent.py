@@ -1,5 +1,7 @@
 """Recurrent networks: BPTT traces against finite differences, W_rec initialization, clipping."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -114,6 +116,18 @@ def test_jacobian_trace_of_a_linear_rnn_is_v_times_a_matrix_power():
     _, (_, (trace, _)) = prog.chunk(prog.init(jax.random.PRNGKey(1)), prog.problem.arrays)
     k = np.arange(cfg.seq_len)[::-1]  # horizon of time step t
     np.testing.assert_allclose(np.asarray(trace.jacobian[0, 0]), 0.9**k, rtol=1e-10)
+
+
+def test_time_step_taps_do_not_underflow_in_float32():
+    """The taps inside the reverse scan are underflow-safe: in float32 a plain sum of squares
+    is 0 once the entries fall near 1e-22; here they fall to ~1e-31 (0.5^100 / sqrt(H)), and
+    every horizon still reads 0.5^k, through the one-pass norm and through its fallback."""
+    cfg = dataclasses.replace(tiny(act="linear", rec_init="orthogonal"), dtype="float32", seq_len=101, width=16)
+    cfg.model.rec_gain = 0.5
+    prog = train.make_train(cfg)
+    _, (_, (trace, _)) = prog.chunk(prog.init(jax.random.PRNGKey(1)), prog.problem.arrays)
+    k = np.arange(cfg.seq_len)[::-1]
+    np.testing.assert_allclose(np.asarray(trace.jacobian[0, 0]), 0.5**k, rtol=1e-4)
 
 
 @pytest.mark.parametrize("target", ["rec_radius", "rec_sigma_max"])

@@ -26,7 +26,7 @@ import numpy as np
 
 from vgrun.activations import ACTIVATIONS
 from vgrun.inits import after, init_many
-from vgrun.traces import scaled_norm
+from vgrun.traces import safe_norm
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
@@ -294,7 +294,7 @@ def _reverse_scan(step, carry, d_outs: tuple, saved: tuple, tapped: bool):
             new.append(c)
             outs.append(out)
             if tapped:
-                taps.append(scaled_norm(src, (0, 1)))
+                taps.append(safe_norm(src))  # one pass where that is exact (traces.safe_norm), not always two
         return tuple(new), (tuple(outs), tuple(taps))
 
     _, (outs, taps) = jax.lax.scan(body, (carry,) * len(d_outs), (jnp.arange(n_steps), full, saved), reverse=True)
