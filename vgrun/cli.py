@@ -108,7 +108,8 @@ class StopFlag:
         return self.signum is not None
 
 
-def _bad_input(e: ConfigError) -> None:
+def bad_input(e: ConfigError) -> None:
+    """One line naming the key, the bad value and the valid choices; exit 2, no traceback."""
     err.print(f"[bold red]vgrun: error:[/] {e}", highlight=False, soft_wrap=True)
     sys.exit(EXIT_BAD_INPUT)
 
@@ -132,7 +133,7 @@ def run_job(dcfg: DictConfig) -> int:
         cfg = to_config(dcfg)
     except ConfigError as e:
         if not job.multirun:
-            _bad_input(e)
+            bad_input(e)
         return _failed(job, e, None, bool(dcfg.get("fail_fast")))
     config = config_dict(cfg)
     skip = job.skip_reason(config)
@@ -148,7 +149,7 @@ def run_job(dcfg: DictConfig) -> int:
         return train_job(cfg, job.run_dir)
     except ConfigError as e:  # found only once JAX is up: device=gpu without one, cma_es on a large net
         if not job.multirun:
-            _bad_input(e)
+            bad_input(e)
         return _failed(job, e, config, cfg.fail_fast)
     except Exception as e:  # anything: a bug, out of memory, a missing file; Ctrl-C and exits pass through
         return _failed(job, e, config, cfg.fail_fast)
@@ -246,7 +247,7 @@ def _hydra_main(dcfg: DictConfig) -> int:
     try:
         claims.check_form(dcfg)  # a malformed claim is bad input, caught before training (sweeps: on_multirun_start)
     except ConfigError as e:
-        _bad_input(e)
+        bad_input(e)
     code = run_job(dcfg)
     claims.after_job(dcfg)  # a single run judges its preset's claims; a sweep's are judged by ClaimsCallback
     from vgrun.job import Job
@@ -299,7 +300,7 @@ def main() -> None:
         overrides.check(sys.argv[1:])
         sweep.check_args(sys.argv[1:])
     except ConfigError as e:
-        _bad_input(e)
+        bad_input(e)
     register()
     _hydra_main()
     if sweep.failed_jobs():  # set by SweepSummary after writing the summary (Hydra swallows a callback's exit)
