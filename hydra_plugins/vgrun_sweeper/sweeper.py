@@ -1,13 +1,13 @@
 """Hydra's basic sweeper, with a cheaper check of a batch's jobs before launching them.
 
 Hydra's BasicSweeper composes the whole config of every job of a batch before launching
-any, to catch composition errors early: ~0.08 s a job, 1.3 s of a 16-job sweep on 2
-cores, all before the first job starts. Jobs that differ only in the values of plain
-schema keys (`optimizer.lr=0.01,0.03 seed=0,1,2`) compose alike, and every value is
-checked against the schema by `vgrun.overrides.check` (types, named choices), as on the
-command line (a bad one, say from a preset's swept values, is the command line's one-line
-error). So one job is composed per distinct set of its other overrides (group choices,
-hydra keys, additions, deletions).
+any, to catch composition errors early: ~0.08 s a job (a 16-job sweep on 2 cores started
+its first job 1.8 s after launch; 0.9 s with this sweeper). Jobs that differ only in the
+values of plain schema keys (`optimizer.lr=0.01,0.03 seed=0,1,2`) compose alike, and
+every value is checked against the schema by `vgrun.overrides.check` (types, named
+choices), as on the command line (a bad one, say from a preset's swept values, is the
+command line's one-line error). So one job is composed per distinct set of its other
+overrides (group choices, hydra keys, additions, deletions).
 """
 
 from dataclasses import dataclass
