@@ -262,35 +262,13 @@ _LONE_RUN = [False]  # a single run (not a sweep's job) finished: main may skip 
 def _quick_exit() -> None:
     """Exit 0 without the interpreter's teardown (JAX's backend, the threads and module
     graph of hydra, matplotlib, pandas: ~0.4 s of an 8 s default job). Every file of the
-    run, or of the sweep and its jobs, is written, atomically, and closed by now; logs and
-    streams are flushed here."""
+    run is written, atomically, and closed by now; logs and streams are flushed here."""
     import logging
 
     logging.shutdown()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(0)
-
-
-def _stop_pool_workers() -> bool:
-    """Stop a finished sweep's joblib workers outright; whether they are stopped (if not, the
-    interpreter's exit shuts them down in order). They are idle, and their jobs' files are
-    written, atomically, and closed; left to that exit, each tears down its own JAX backend
-    while the sweep waits (~0.5 s on 2 cores). `terminate` then removes the launcher's
-    temporary folder, as joblib does after killing its workers."""
-    executor = getattr(sys.modules.get("joblib.externals.loky.reusable_executor"), "_executor", None)
-    if executor is None:  # no joblib workers in this process
-        return True
-    try:
-        for worker in list(executor._processes.values()):
-            try:
-                os.kill(worker.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        executor.terminate(kill_workers=True)
-    except (AttributeError, OSError):  # another joblib: leave it to the interpreter's exit
-        return False
-    return True
 
 
 def main() -> None:
@@ -309,7 +287,7 @@ def main() -> None:
 
     if claims.failed():  # set by after_job or ClaimsCallback (Hydra swallows a callback's exit)
         sys.exit(claims.EXIT_CLAIM_FAILED)
-    if _LONE_RUN[0] or (sweep.ended() and _stop_pool_workers()):  # a sweep: every job ended, its summary written
+    if _LONE_RUN[0]:  # a sweep exits the usual way: its launcher's workers and pools shut down in order
         _quick_exit()
 
 

@@ -30,7 +30,6 @@ from vgrun.config import ConfigError
 from vgrun.job import STOP
 
 _FAILED = [False]
-_ENDED = [False]
 
 
 def sweep_dir(resume, fresh: str) -> str:
@@ -105,7 +104,6 @@ class SweepSummary(Callback):
 
         from vgrun import compare
 
-        _ENDED[0] = True
         folder = Path(str(config.hydra.sweep.dir))
         console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets the whole table
         try:
@@ -116,11 +114,6 @@ class SweepSummary(Callback):
             return
         compare.report(console, table, folder, title=f"sweep {folder}")
         _FAILED[0] = bool((table["status"] == "failed").any())  # the CLI exits non-zero: a script sees it
-
-
-def ended() -> bool:
-    """Whether a sweep ran in this process and ended (its summary written, or found nothing to summarise)."""
-    return _ENDED[0]
 
 
 def failed_jobs() -> bool:
