@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pandas as pd
+import pytest
 
 TINY = ["width=8", "batch_size=16", "steps=20", "chunks=1", "act=tanh"]
 
@@ -192,7 +193,6 @@ def test_setup_jax_leaves_no_thread_pinned_to_the_first_core():
 
 def test_sweeper_composes_one_job_per_distinct_structure_and_checks_every_value(capsys):
     """hydra/sweeper=vgrun: jobs differing only in plain values are checked, not all composed."""
-    import pytest
     from hydra_plugins.vgrun_sweeper.sweeper import VgrunSweeper, composition_signature
 
     composed = []

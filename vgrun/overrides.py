@@ -49,9 +49,9 @@ def is_value_key(key: str) -> bool:
     """Whether `key` is a plain key of the schema (`depth`, `optimizer.lr`), not a config group
     nor anything else: whatever its value, a job's config composes alike, and `check` judges
     the value."""
-    if key in GROUPS or not key.replace(".", "").replace("_", "").isalnum():  # +key, ~key, hydra/launcher
+    if key in GROUPS:
         return False
-    try:
+    try:  # +key, ~key, hydra/launcher, hydra.*: not schema keys either
         _leaf_type(key)
     except ConfigError:
         return False
