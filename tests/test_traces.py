@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from vgrun.traces import global_norm, safe_norm
+from vgrun.traces import cond_all, global_norm, safe_norm
 
 
 def test_tiny_entries_give_their_true_norm_not_zero():
@@ -48,6 +48,20 @@ def test_vmapped_members_each_get_their_own_exact_norm(scale):
         rows[:, :2] = [[1.0, np.inf], [1.0, np.nan], [3.0, 4.0], [0.0, 0.0]]
         for got in (jax.vmap(safe_norm)(jnp.asarray(rows)), safe_norm(jnp.asarray(rows), 1)):
             assert np.isinf(got[0]) and np.isnan(got[1]) and list(np.asarray(got[2:])) == [5.0, 0.0]
+
+
+def test_cond_all_stays_one_cond_under_vmap():
+    """Each member alone takes its own branch; vmapped, all take the general branch unless
+    every member's predicate holds, through one cond (no select that runs both branches)."""
+    fast = lambda x, k: x * k  # noqa: E731  (right only where x > 0: the "fast path")
+    general = lambda x, k: jnp.abs(x) * k  # noqa: E731
+    f = lambda x, k: cond_all(x > 0, fast, general, x, k)  # noqa: E731
+    assert float(f(jnp.float32(-2.0), 3.0)) == 6.0 and float(f(jnp.float32(2.0), 3.0)) == 6.0
+    batched = jax.vmap(f, in_axes=(0, None))
+    np.testing.assert_array_equal(batched(jnp.array([2.0, -2.0]), 3.0), [6.0, 6.0])
+    np.testing.assert_array_equal(jax.jit(jax.vmap(batched, in_axes=(0, None)))(jnp.array([[1.0, 2.0]]), 3.0), [[3.0, 6.0]])
+    jaxpr = str(jax.make_jaxpr(batched)(jnp.array([2.0, -2.0]), 3.0))
+    assert "cond[" in jaxpr and "select_n" not in jaxpr
 
 
 def test_norm_derivative():

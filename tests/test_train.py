@@ -121,3 +121,28 @@ def test_jobs_of_one_signature_share_a_compiled_program_and_get_their_own_result
     assert not np.array_equal(first.metrics["loss"], alone.metrics["loss"])
     run(small(depth=4))  # another signature: another program
     assert len(train._PROGRAMS) == 2
+
+
+def test_update_norms_when_the_output_update_overflows():
+    """Plain SGD: |update_l| = c |dL/dW_l|, c read off the output layer (optim.scales_gradient).
+    Here lr is so large that the output layer's update overflows to inf while the others stay
+    finite: c is undefined there, and the update norms must still be measured layer by layer
+    (a finite |update_l| for the finite layers, not inf or NaN for every layer)."""
+    import jax.numpy as jnp
+
+    from vgrun.problem import from_data
+
+    cfg = Config(depth=2, width=4, act="linear", batch_size=8, steps=1, chunks=1, optimizer=OptimizerConfig(lr=1e38))
+    x = np.random.default_rng(0).uniform(0.5, 1.0, (8, 3)).astype(np.float32)
+    y = np.arange(8, dtype=np.int32) % 2
+    prog = train.make_train(cfg, from_data(datasets.Dataset(x, y, x, y, 2, True), jnp.float32))
+    # h_0 ~ 20, h_1 ~ 80, logits ~ 0.1: dW_out ~ 40, its update 4e39 = inf; dW_hid ~ 0.02 and dW_inp ~ 0.003
+    params = {"inp": {"w": jnp.full((3, 4), 10.0), "b": jnp.zeros(4)},
+              "hid": {"w": jnp.ones((1, 4, 4)), "b": jnp.zeros((1, 4))},
+              "out": {"w": jnp.asarray([[1e-3, -1e-3]] * 4), "b": jnp.zeros(2)}}
+    carry = prog.init(jax.random.PRNGKey(0))._replace(params=params)
+    _, (_, trace) = prog.chunk(carry, prog.problem.arrays)
+    grad_w, upd = np.asarray(trace.grad_w[0]), np.asarray(trace.update_ratio[0] * trace.weight[0])
+    assert np.isfinite(grad_w).all() and (grad_w > 0).all()
+    np.testing.assert_allclose(upd[:2], 1e38 * grad_w[:2], rtol=1e-6)  # the update is -lr * g
+    assert np.isfinite(upd[:2]).all() and np.isinf(upd[2])

@@ -39,6 +39,16 @@ def _optimizer(ocfg, lr):
 OPTIMIZERS = ("sgd", "momentum", "adam", "rmsprop", "rprop")
 
 
+def scales_gradient(ocfg) -> bool:
+    """Is every update the gradient times one scalar, the same for all parameters at a step?
+
+    Plain SGD is, under any schedule and with or without clipping by global norm: the update
+    is -lr_t * min(1, clip / |g|) * g. Then |update_l| = c * |dL/dW_l|, and the traces take
+    it from the gradient norms instead of a pass over every update (vgrun.train). Momentum,
+    adaptive steps and clipping by value are not."""
+    return ocfg.name == "sgd" and ocfg.clip_value is None
+
+
 def make(ocfg, steps: int) -> optax.GradientTransformation:
     chain = []
     if ocfg.clip_value is not None:

@@ -83,9 +83,8 @@ SMALL = 1024  # norms over at most this many entries skip the one-pass attempt
 
 
 def _checked(axes):
-    """x -> the norms over axes: plain where exact, else scaled_norm; batched: one cond for all members."""
+    """x -> the norms over axes: plain where exact, else scaled_norm (one cond for all members under vmap)."""
 
-    @custom_vmap
     def norm(x):
         n = math.prod(x.shape[a] for a in axes)
         if n <= SMALL:  # two passes over a bias cost less than a cond (and compile faster)
@@ -93,13 +92,31 @@ def _checked(axes):
         floor = jnp.asarray(_exact_floor(x.dtype, n), x.dtype)
         s = jnp.sum(jnp.square(x), axis=axes)
         exact = jnp.all((s >= floor) & jnp.isfinite(s))
-        return jax.lax.cond(exact, lambda: jnp.sqrt(s), lambda: scaled_norm(x, axes))
-
-    @norm.def_vmap
-    def _batched(axis_size, in_batched, x):  # the batch axis is 0: the same norm one axis further in
-        return _checked(tuple(a + 1 for a in axes))(x), True
+        return cond_all(exact, lambda s, x: jnp.sqrt(s), lambda s, x: scaled_norm(x, axes), s, x)
 
     return norm
+
+
+def cond_all(pred, true_fun, false_fun, *operands):
+    """`lax.cond(pred, true_fun, false_fun, *operands)` that stays one cond under `vmap`.
+
+    vmap turns a cond on a batched predicate into a select that runs both branches; here the
+    batched cond takes true_fun for every member when pred holds for all of them, else
+    false_fun for all. So both branches must be right wherever they are taken: true_fun is the
+    fast path, false_fun the general one. Branches see nothing but their operands."""
+
+    @custom_vmap
+    def run(pred, *ops):
+        return jax.lax.cond(pred, true_fun, false_fun, *ops)
+
+    @run.def_vmap
+    def _batched(axis_size, in_batched, pred, *ops):
+        axes = jax.tree_util.tree_map(lambda b: 0 if b else None, tuple(in_batched[1:]))
+        branches = [jax.vmap(f, in_axes=axes, axis_size=axis_size) for f in (true_fun, false_fun)]
+        out = jax.lax.cond(jnp.all(pred), *branches, *ops)
+        return out, jax.tree_util.tree_map(lambda _: True, out)
+
+    return run(pred, *operands)
 
 
 @partial(jax.custom_jvp, nondiff_argnums=(1,))
@@ -156,10 +173,12 @@ def layer_norms(tree, name: str) -> jax.Array:
     )
 
 
-def trace_step(grads, probe_grads, params, updates, layer_stats, batch: int) -> Trace:
+def trace_step(grads, probe_grads, params, updates, layer_stats, batch: int, update_norms=None) -> Trace:
     """The per-layer trace of one step from what the step computed anyway.
 
-    probe_grads hold |dL/dz_l|_F (over the batch), |dL/dW_l|, |dL/db_l| (`tap`)."""
+    probe_grads hold |dL/dz_l|_F (over the batch), |dL/dW_l|, |dL/db_l| (`tap`).
+    update_norms: |dL/dW_l| [depth + 1] -> |W_l(t+1) - W_l(t)| [depth + 1], when the caller
+    knows them without a pass over `updates` (else `layer_norms(updates, "w")`)."""
     hid, out = probe_grads["hid"], probe_grads["out"]
     per_layer = {k: jnp.concatenate([hid[k], out[k][None]]) for k in ("z", "w", "b")}
     # dL/dz = (1/B) dL_i/dz_i for a batch-mean loss, so RMS_i |dL_i/dz_i| = sqrt(B) |dL/dz|_F
@@ -173,7 +192,7 @@ def trace_step(grads, probe_grads, params, updates, layer_stats, batch: int) -> 
         grad_b=per_layer["b"],
         delta=delta,
         weight=weight,
-        update_ratio=layer_norms(updates, "w") / weight,
+        update_ratio=(layer_norms(updates, "w") if update_norms is None else update_norms(per_layer["w"])) / weight,
         act_mean=mean,
         act_std=std,
         saturated=sat,
