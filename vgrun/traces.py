@@ -176,11 +176,18 @@ def layer_norms(tree, name: str) -> jax.Array:
 def trace_step(grads, probe_grads, params, updates, layer_stats, batch: int, update_norms=None) -> Trace:
     """The per-layer trace of one step from what the step computed anyway.
 
-    probe_grads hold |dL/dz_l|_F (over the batch), |dL/dW_l|, |dL/db_l| (`tap`).
+    probe_grads hold |dL/dz_l|_F (over the batch) and maybe |dL/dW_l| (`tap`); the rest is
+    measured on the gradient `grads`, one norm over each stack.
     update_norms: |dL/dW_l| [depth + 1] -> |W_l(t+1) - W_l(t)| [depth + 1], when the caller
     knows them without a pass over `updates` (else `layer_norms(updates, "w")`)."""
     hid, out = probe_grads["hid"], probe_grads["out"]
-    per_layer = {k: jnp.concatenate([hid[k], out[k][None]]) for k in ("z", "w", "b")}
+    per_layer = {k: jnp.concatenate([hid[k], out[k][None]]) for k in hid}
+    for name in ("w", "b"):
+        if name not in per_layer:
+            stack = grads["hid"][name]
+            per_layer[name] = jnp.concatenate([safe_norm(grads["inp"][name])[None],
+                                               safe_norm(stack, tuple(range(1, stack.ndim))),
+                                               safe_norm(grads["out"][name])[None]])
     # dL/dz = (1/B) dL_i/dz_i for a batch-mean loss, so RMS_i |dL_i/dz_i| = sqrt(B) |dL/dz|_F
     delta = jnp.sqrt(jnp.asarray(batch, per_layer["z"].dtype)) * per_layer["z"]
     mean, std, sat, w_hidden = layer_stats
