@@ -90,8 +90,9 @@ def make(cfg, d_in: int, d_out: int, dtype) -> Model:
             # saturated unit: slope below sat_level on every example of the batch (a dead
             # relu, a stuck sigmoid); half of a relu layer is off for any one example
             s = ()
-            if stats:  # and |W_l|, while W_l is in cache
-                s = (a.mean(), jnp.mean(a * a), jnp.mean(jnp.all(jnp.abs(act.deriv(z)) < sat_level, 0)), safe_norm(p["w"]))
+            if stats:  # sums (divided once for all layers below) and |W_l|, while W_l is in cache
+                saturated = jnp.all(jnp.abs(act.deriv(z)) < sat_level, 0)
+                s = (jnp.sum(a), jnp.sum(a * a), jnp.sum(saturated.astype(a.dtype)), safe_norm(p["w"]))
             return out, st, s
 
         p_hid = p_out = p_in = None
@@ -112,8 +113,9 @@ def make(cfg, d_in: int, d_out: int, dtype) -> Model:
         y = linear(h, params["out"], p_out)
         layer_stats = None
         if stats:  # [depth] each: activation mean, std, saturated share; |W_l|
-            mean, sq, sat, w_norm = (jnp.concatenate([a[None], b]) for a, b in zip(s_in, s_hid))
-            layer_stats = (mean, jnp.sqrt(jnp.maximum(sq - mean * mean, 0)), sat, w_norm)
+            total, sq, sat, w_norm = (jnp.concatenate([a[None], b]) for a, b in zip(s_in, s_hid))
+            mean, sq = total / (x.shape[0] * width), sq / (x.shape[0] * width)
+            layer_stats = (mean, jnp.sqrt(jnp.maximum(sq - mean * mean, 0)), sat / width, w_norm)
         return y, {"inp": st_in, "hid": st_hid}, layer_stats
 
     def probes():
