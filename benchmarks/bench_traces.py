@@ -63,7 +63,13 @@ def main() -> None:
     ap.add_argument("--depths", type=int, nargs="+", default=[10, 20, 50])
     ap.add_argument("--rounds", type=int, default=8)
     ap.add_argument("--optimizer", nargs="+", default=["sgd"], choices=["sgd", "momentum", "adam", "rmsprop"])
+    ap.add_argument("--json", action="store_true", help="one JSON line per measurement instead of the table")
     args = ap.parse_args()
+    if args.json:
+        for optimizer in args.optimizer:
+            for depth in args.depths:
+                print(json.dumps(measure(depth, args.rounds, optimizer)), flush=True)
+        return
     print(f"{'optimizer':>9} {'depth':>5} {'traced ms':>10} {'sparse ms':>10} {'untraced ms':>12} "
           f"{'vs sparse':>10} {'vs untraced':>12} {'compile traced s':>17}")
     for optimizer in args.optimizer:
