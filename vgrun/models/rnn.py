@@ -281,11 +281,13 @@ def _reverse_scan(step, carry, d_outs: tuple, saved: tuple, tapped: bool):
     -> (outputs per stream, taps per stream [T] or None). A stream's cotangents shorter than T
     are those of the last steps (zero before)."""
     n_steps, n_streams = saved[0].shape[0], len(d_outs)
+    one = n_streams == 1  # the untraced steps: no stream axis (an axis of 1 cost ~10%: LSTM, threads=2)
     # the streams' cotangents stacked once [L, S, B, H], the shorter ones zero-padded in front: added
     # to the stacked carry in one kernel a step (stacked inside the loop, they cost a copy a step)
     n = max(d.shape[0] for d in d_outs)
-    d_out = jnp.stack([jnp.pad(d, ((n - d.shape[0], 0),) + ((0, 0),) * (d.ndim - 1)) for d in d_outs], 1)
-    start = jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (n_streams,) + c.shape), carry)
+    d_out = d_outs[0] if one else jnp.stack(
+        [jnp.pad(d, ((n - d.shape[0], 0),) + ((0, 0),) * (d.ndim - 1)) for d in d_outs], 1)
+    start = carry if one else jax.tree_util.tree_map(lambda c: jnp.broadcast_to(c, (n_streams,) + c.shape), carry)
 
     def body(c, x):
         t, d_t, saved_t = x
@@ -294,13 +296,16 @@ def _reverse_scan(step, carry, d_outs: tuple, saved: tuple, tapped: bool):
             d_t = jnp.where(i >= 0, jax.lax.dynamic_index_in_dim(d_out, jnp.maximum(i, 0), keepdims=False), 0)
         dh = (c[0] if isinstance(c, tuple) else c) + d_t  # dL/dh_t: through time and through the output
         c, out, src = step((dh, *c[1:]) if isinstance(c, tuple) else dh, *saved_t)
+        outs = (out,) if one else tuple(jax.tree_util.tree_map(lambda o: o[s], out) for s in range(n_streams))
         # one pass where that is exact (traces.safe_norm), not always two; one check for all streams
-        taps = safe_norm(src, tuple(range(1, src.ndim))) if tapped else ()
-        return c, (tuple(jax.tree_util.tree_map(lambda o: o[s], out) for s in range(n_streams)), taps)
+        taps = safe_norm(src, tuple(range(int(not one), src.ndim))) if tapped else ()
+        return c, (outs, taps)
 
     xs = (jnp.arange(n_steps), d_out if n == n_steps else None, saved)
     _, (outs, taps) = jax.lax.scan(body, start, xs, reverse=True)
-    return outs, (tuple(taps[:, s] for s in range(n_streams)) if tapped else None)
+    if not tapped:
+        return outs, None
+    return outs, ((taps,) if one else tuple(taps[:, s] for s in range(n_streams)))
 
 
 def lstm_reverse(res, d_outs, tapped: bool):
