@@ -294,8 +294,9 @@ def _reverse_scan(step, carry, d_outs: tuple, saved: tuple, tapped: bool):
         if d_t is None:  # the last n steps: index into the short array, zero before
             i = t - (n_steps - n)
             d_t = jnp.where(i >= 0, jax.lax.dynamic_index_in_dim(d_out, jnp.maximum(i, 0), keepdims=False), 0)
-        dh = (c[0] if isinstance(c, tuple) else c) + d_t  # dL/dh_t: through time and through the output
-        c, out, src = step((dh, *c[1:]) if isinstance(c, tuple) else dh, *saved_t)
+        # dL/dh_t (the carry, or its first element): through time and through the output
+        c = (c[0] + d_t, *c[1:]) if isinstance(c, tuple) else c + d_t
+        c, out, src = step(c, *saved_t)
         outs = (out,) if one else tuple(jax.tree_util.tree_map(lambda o: o[s], out) for s in range(n_streams))
         # one pass where that is exact (traces.safe_norm), not always two; one check for all streams
         taps = safe_norm(src, tuple(range(int(not one), src.ndim))) if tapped else ()
