@@ -138,6 +138,26 @@ def test_joblib_launcher_runs_the_jobs_and_the_cache_is_shared(tmp_path):
     assert (a["train_loss"] == b["train_loss"]).all()  # same jobs, same numbers
 
 
+def test_a_joblib_worker_exits_with_its_code_and_its_log_but_without_the_teardown(tmp_path):
+    """cli._worker_exit, registered after every other exit handler, runs first: it skips the
+    interpreter's teardown (here: a handler registered before it), flushes the logs and exits
+    with the code loky's worker script set (`exitcode` in its __main__)."""
+    log = tmp_path / "job.log"
+    script = f"""
+import atexit, logging, sys
+atexit.register(lambda: print("teardown", flush=True))
+from vgrun import cli
+logging.basicConfig(filename={str(log)!r}, level=logging.INFO)
+logging.getLogger("vgrun").info("the job's last line")
+atexit.register(cli._worker_exit)
+exitcode = 3
+sys.exit(exitcode)
+"""
+    p = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 3 and "teardown" not in p.stdout, (p.returncode, p.stdout, p.stderr)
+    assert "the job's last line" in log.read_text()
+
+
 def test_submitit_local_launcher(tmp_path):
     p = vgrun(["-m", "hydra/launcher=submitit_local", "depth=2,3", *TINY, f"hydra.sweep.dir={tmp_path}/s"], tmp_path)
     assert p.returncode == 0, p.stderr
