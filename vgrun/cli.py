@@ -157,12 +157,9 @@ def run_job(dcfg: DictConfig) -> int:
     finally:
         if core is not None:
             core.release()
-        if parallel and not _WORKER_EXIT[0] and "JoblibLauncher" in launcher:
-            _WORKER_EXIT[0] = True  # after the job: JAX, matplotlib, ... have registered theirs, so this runs first
+        if parallel and "JoblibLauncher" in launcher:  # the last exit handler, so the first to run: after
+            atexit.unregister(_worker_exit)  # every handler this job's imports (JAX, matplotlib, ...) registered
             atexit.register(_worker_exit)
-
-
-_WORKER_EXIT = [False]
 
 
 def _worker_exit() -> None:
