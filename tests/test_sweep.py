@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import pandas as pd
 import pytest
@@ -120,7 +122,7 @@ def test_bad_resume_is_one_line(tmp_path):
 
 def test_joblib_launcher_runs_the_jobs_and_the_cache_is_shared(tmp_path):
     env = {**os.environ, "VGRUN_CACHE": str(tmp_path / "cache"), "VGRUN_CORE_LOCKS": str(tmp_path / "locks")}
-    args = ["-m", "hydra/launcher=cores", "depth=2,3", *TINY]
+    args = ["-m", "hydra/launcher=joblib", "depth=2,3", *TINY]
     p = vgrun([*args, f"hydra.sweep.dir={tmp_path}/a"], tmp_path, env)
     assert p.returncode == 0, p.stderr
     for d in (2, 3):
@@ -136,6 +138,68 @@ def test_joblib_launcher_runs_the_jobs_and_the_cache_is_shared(tmp_path):
     a = pd.read_csv(tmp_path / "a" / "sweep_summary.csv")
     b = pd.read_csv(tmp_path / "b" / "sweep_summary.csv")
     assert (a["train_loss"] == b["train_loss"]).all()  # same jobs, same numbers
+
+
+def pinned_processes(log_text):
+    return [int(line.rsplit("(process ", 1)[1].rstrip(")")) for line in log_text.splitlines() if "pinned to core" in line]
+
+
+def test_cores_launcher_trains_in_the_launching_process_and_in_a_worker(tmp_path):
+    """hydra/launcher=cores: one process per core, the one that launched the sweep among them."""
+    env = {**os.environ, "VGRUN_CACHE": str(tmp_path / "cache"), "VGRUN_CORE_LOCKS": str(tmp_path / "locks")}
+    proc = vgrun(["-m", "hydra/launcher=cores", "depth=2,3,4", *TINY, f"hydra.sweep.dir={tmp_path}/s"], tmp_path, env,
+                 wait=False)
+    out, errs = proc.communicate(timeout=300)
+    assert proc.returncode == 0, errs
+    table = pd.read_csv(tmp_path / "s" / "sweep_summary.csv")
+    assert list(table["depth"]) == [2, 3, 4] and (table["status"] == "completed").all()
+    pids = [pinned_processes((tmp_path / "s" / job_name(d) / "cli.log").read_text()) for d in (2, 3, 4)]
+    if len(os.sched_getaffinity(0)) < 2:
+        assert pids == [[], [], []]  # one core: every job in this process, unpinned
+        return
+    assert all(len(p) == 1 for p in pids), pids  # every job pinned, once
+    assert proc.pid in {p[0] for p in pids} and len({p[0] for p in pids}) == 2, (proc.pid, pids)
+
+
+def test_a_cores_worker_that_dies_fails_its_job_only(tmp_path):
+    """A pool worker killed mid-job: that job is recorded failed with the reason, the others complete,
+    the sweep exits 1 with its summary written."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the cores launcher starts no worker")
+    sweep = tmp_path / "s"
+    proc = vgrun(["-m", "hydra/launcher=cores", "depth=2,3,4", *TINY, f"hydra.sweep.dir={sweep}"], tmp_path, wait=False)
+    first = sweep / job_name(2) / "summary.json"  # the worker's first job (written before it compiles)
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    workers = [pid for pid in children(proc.pid) if "popen_loky_posix" in cmdline(pid)]
+    assert len(workers) == 1, [cmdline(pid) for pid in children(proc.pid)]
+    os.kill(workers[0], signal.SIGKILL)
+    out, errs = proc.communicate(timeout=300)
+    assert proc.returncode == 1, errs
+    table = pd.read_csv(sweep / "sweep_summary.csv")
+    assert list(table["status"]) == ["failed", "completed", "completed"], table
+    s = summary(sweep / job_name(2))
+    assert s["status"] == "failed" and "worker process" in s["error"] and s["config"]["depth"] == 2
+    assert "failed" in out and "Traceback" not in out + errs
+
+
+def children(pid):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and int(open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry))
+        except OSError:
+            pass
+    return found
+
+
+def cmdline(pid):
+    try:
+        return open(f"/proc/{pid}/cmdline").read().replace("\0", " ")
+    except OSError:
+        return ""
 
 
 def test_a_joblib_worker_exits_with_its_code_and_its_log_but_without_the_teardown(tmp_path):
@@ -176,7 +240,7 @@ def test_launcher_configs_compose():
         slurm = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
         cores = compose("config", overrides=["hydra/launcher=cores"], return_hydra_config=True).hydra.launcher
     assert slurm._target_.endswith("SlurmLauncher") and slurm.cpus_per_task == 1 and slurm.partition is None
-    assert cores._target_.endswith("JoblibLauncher") and cores.n_jobs == -1
+    assert cores._target_.endswith("CoresLauncher") and cores.n_jobs == -1
 
 
 def test_job_folder_names_stay_single_and_short():

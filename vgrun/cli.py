@@ -157,8 +157,8 @@ def run_job(dcfg: DictConfig) -> int:
     finally:
         if core is not None:
             core.release()
-        if parallel and "JoblibLauncher" in launcher:  # the last exit handler, so the first to run: after
-            atexit.unregister(_worker_exit)  # every handler this job's imports (JAX, matplotlib, ...) registered
+        if parallel and sweep.in_pool_worker():  # the last exit handler, so the first to run: after every
+            atexit.unregister(_worker_exit)  # handler this job's imports (JAX, matplotlib, ...) registered
             atexit.register(_worker_exit)
 
 
@@ -294,14 +294,13 @@ def main() -> None:
         bad_input(e)
     register()
     _hydra_main()
-    if sweep.failed_jobs():  # set by SweepSummary after writing the summary (Hydra swallows a callback's exit)
-        sys.exit(EXIT_FAILED)
     from vgrun import claims
 
-    if claims.failed():  # set by after_job or ClaimsCallback (Hydra swallows a callback's exit)
-        sys.exit(claims.EXIT_CLAIM_FAILED)
-    if _LONE_RUN[0]:  # a sweep exits the usual way: its launcher's workers and pools shut down in order
-        _quick_exit()
+    # set by SweepSummary after writing the summary, and by after_job or ClaimsCallback (Hydra swallows a callback's exit)
+    code = EXIT_FAILED if sweep.failed_jobs() else claims.EXIT_CLAIM_FAILED if claims.failed() else 0
+    if _LONE_RUN[0] or sweep.ended_here():  # every file written, no worker or pool of ours left running
+        _quick_exit(code)
+    sys.exit(code)  # joblib's and submitit's launchers: their pools and workers shut down in order
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ class CoreClaim:
                     continue
                 pin_all([core])
                 self.core, self._fd = core, fd
-                logging.getLogger("vgrun").info("pinned to core %d of %s", core, _ORIGINAL)
+                logging.getLogger("vgrun").info("pinned to core %d of %s (process %d)", core, _ORIGINAL, os.getpid())
                 return self
         except (AttributeError, ImportError, OSError):
             pass  # no affinity (macOS, Windows) or no flock: run unpinned

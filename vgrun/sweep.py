@@ -30,6 +30,7 @@ from vgrun.config import ConfigError
 from vgrun.job import STOP
 
 _FAILED = [False]
+_ENDED_HERE = [False]  # the sweep ended with its jobs run by this process or by pools it has shut down
 
 
 def sweep_dir(resume, fresh: str) -> str:
@@ -87,13 +88,26 @@ def in_process(launcher: str) -> bool:
     return any(name in launcher for name in ("BasicLauncher", "VectorizedLauncher"))
 
 
+def in_pool_worker() -> bool:
+    """Whether this process is a joblib (loky) pool worker: `hydra/launcher=joblib`, or a worker of
+    `hydra/launcher=cores` (not the process that launched the sweep, which runs jobs too)."""
+    import multiprocessing
+
+    return multiprocessing.current_process().name.startswith("LokyProcess")
+
+
+def runs_jobs_here(launcher: str) -> bool:
+    """Whether the process that launched the sweep runs jobs itself (its plotting libraries get loaded then)."""
+    return in_process(launcher) or "CoresLauncher" in launcher
+
+
 class SweepSummary(Callback):
     """At the end of a sweep: the table of every job (csv, markdown, printed) and the comparison plots."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
         stop = Path(str(config.hydra.sweep.dir)) / STOP
         stop.unlink(missing_ok=True)  # a resumed sweep starts afresh after a fail_fast stop
-        if not in_process(str(OmegaConf.select(config, "hydra.launcher._target_", default=""))):
+        if not runs_jobs_here(str(OmegaConf.select(config, "hydra.launcher._target_", default=""))):
             # the jobs run in other processes: import the summary's libraries (~0.5 s) while they do
             from vgrun.cli import preload
 
@@ -104,6 +118,7 @@ class SweepSummary(Callback):
 
         from vgrun import compare
 
+        _ENDED_HERE[0] = runs_jobs_here(str(OmegaConf.select(config, "hydra.launcher._target_", default="")))
         folder = Path(str(config.hydra.sweep.dir))
         console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets the whole table
         try:
@@ -119,3 +134,9 @@ class SweepSummary(Callback):
 def failed_jobs() -> bool:
     """Whether the sweep that just ended had a failed job (set by SweepSummary.on_multirun_end)."""
     return _FAILED[0]
+
+
+def ended_here() -> bool:
+    """Whether the sweep that just ended ran its jobs in this process (or in pools it shut down), so that
+    the process may exit without the interpreter's teardown (vgrun.cli._quick_exit): ~0.8 s a sweep."""
+    return _ENDED_HERE[0]
