@@ -13,7 +13,10 @@ on a quiet machine, each with a new, empty JAX compilation cache:
   (b) vectorized  hydra/launcher=vectorized: the 16 jobs share one static signature, so
                   they train as one vmapped program (threads=1: XLA on one core; and
                   threads=2: XLA's pool on both cores)
-  (c) cores       hydra/launcher=cores: joblib, one single-threaded process pinned per core
+  (c) joblib      Hydra's joblib launcher (hydra/launcher=joblib): one loky worker per core, each
+                  job single-threaded and pinned to a core of its own (vgrun/cores.py)
+      cores       hydra/launcher=cores: the same, with the launching process as one of the
+                  per-core processes (hydra_plugins/vgrun_cores): one worker fewer to start
   (d) PyTorch     16 runs of benchmarks/torch_mlp.py (the core benchmark's script: same
                   network, data, steps, per-layer gradient norms every step), one thread
                   each: one after another, and two at a time (one per core)
@@ -36,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from statistics import median
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (NOISE, QUIET, console, flops_per_step, machine, md_table, peak, rich_table,  # noqa: E402
@@ -83,6 +87,8 @@ def torch_sweep(steps: int, parallel: int) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--repeat", type=int, default=1, help="rounds of every path, taking turns; tables show medians")
+    ap.add_argument("--paths", nargs="+", default=None, help="only these paths (a b1 b2 c cores d1 d2)")
     ap.add_argument("--quiet-cores", type=float, default=0.3)
     ap.add_argument("--max-wait", type=float, default=900.0)
     ap.add_argument("--retries", type=int, default=1)
@@ -94,48 +100,54 @@ def main() -> None:
     console.print("matmul peak (JAX, float32)", style="dim")
     peak_gflops = max(max(peak(t, [128, 512, 1024]).values()) for t in (1, 0))
     paths = {
-        "(a) basic launcher, sequential": ("a", []),
+        "(a) basic launcher, sequential": ("a", ["a"]),
         "(b) vectorized, threads=1": ("b1", ["hydra/launcher=vectorized"]),
         "(b) vectorized, threads=2": ("b2", ["hydra/launcher=vectorized", "threads=2"]),
-        "(c) cores (joblib, 1 process per core)": ("c", ["hydra/launcher=cores"]),
+        "(c) joblib launcher, 1 process per core": ("c", ["hydra/launcher=joblib"]),
+        "(c) cores launcher, this process + 1 per other core": ("cores", ["hydra/launcher=cores"]),
     }
-    results = {}
-    with tempfile.TemporaryDirectory(prefix="vgrun-bench-sweep-") as tmp:
-        for label, (name, extra) in paths.items():
-            console.print(f"  {label}", style="dim")
-            results[label] = vgrun_sweep(name, extra, args.steps, Path(tmp))
     if has_torch:
-        for parallel in (1, 2):
-            label = f"(d) PyTorch eager, 1 thread, {parallel} at a time"
-            console.print(f"  {label}", style="dim")
-            results[label] = torch_sweep(args.steps, parallel)
+        paths.update({f"(d) PyTorch eager, 1 thread, {n} at a time": (f"d{n}", n) for n in (1, 2)})
+    paths = {label: p for label, p in paths.items() if args.paths is None or p[0] in args.paths}
+    rounds: dict = {label: [] for label in paths}
+    with tempfile.TemporaryDirectory(prefix="vgrun-bench-sweep-") as tmp:
+        for r in range(args.repeat):  # every path once a round: a drift of the machine's speed hits all alike
+            for label, (name, extra) in paths.items():
+                console.print(f"  round {r + 1}/{args.repeat}: {label}", style="dim")
+                rounds[label].append(torch_sweep(args.steps, extra) if name.startswith("d")
+                                     else vgrun_sweep(name, [] if extra == ["a"] else extra, args.steps, Path(tmp)))
+    results = {label: {**runs[0], "wall_s": median([r["wall_s"] for r in runs]), "walls": [r["wall_s"] for r in runs],
+                       "rss_mib": max(r["rss_mib"] for r in runs)} for label, runs in rounds.items()}
     elapsed = time.perf_counter() - t0
 
-    a = results["(a) basic launcher, sequential"]["wall_s"]
+    base = "(a) basic launcher, sequential"
+    a = results.get(base, {}).get("wall_s")
     d = results.get("(d) PyTorch eager, 1 thread, 1 at a time", {}).get("wall_s")
     d2 = results.get("(d) PyTorch eager, 1 thread, 2 at a time", {}).get("wall_s")
     flops = flops_per_step(DEPTH) * args.steps * len(LRS) * len(SEEDS)
-    head = ["path", "wall s", "× faster than (a)", "× faster than (d) 1 at a time", "× faster than (d) 2 at a time",
-            "compilations", "GFLOP/s", "% of peak", "peak RSS MiB"]
+    ratio = lambda x, y: "n/a" if x is None else f"{x / y:.2f}"  # noqa: E731
+    head = ["path", "wall s", "× faster than (a)", "each round: wall s (× (a) that round)", "× faster than (d) 1 at a time",
+            "× faster than (d) 2 at a time", "compilations", "GFLOP/s", "% of peak", "peak RSS MiB"]
     rows = []
     for label, r in results.items():
         gf = flops / r["wall_s"] / 1e9
-        rows.append([label, f"{r['wall_s']:.1f}", f"{a / r['wall_s']:.2f}",
-                     "n/a" if d is None else f"{d / r['wall_s']:.2f}", "n/a" if d2 is None else f"{d2 / r['wall_s']:.2f}",
-                     "n/a" if r["compilations"] is None else str(r["compilations"]), f"{gf:.1f}",
-                     f"{100 * gf / peak_gflops:.0f}%", f"{r['rss_mib']:.0f}"])
+        each = ", ".join(f"{w:.1f}" + (f" ({aw / w:.2f})" if base in rounds else "")
+                         for w, aw in zip(r["walls"], results.get(base, r)["walls"]))
+        rows.append([label, f"{r['wall_s']:.1f}", ratio(a, r["wall_s"]), each, ratio(d, r["wall_s"]),
+                     ratio(d2, r["wall_s"]), "n/a" if r["compilations"] is None else str(r["compilations"]),
+                     f"{gf:.1f}", f"{100 * gf / peak_gflops:.0f}%", f"{r['rss_mib']:.0f}"])
     header = (f"vgrun {info['vgrun_commit']}; {info['cpu']}, {info['cores']} cores; jax {info['jax']}, torch "
               f"{info['torch'] or '(not installed)'}; 16 jobs = lr {LRS} x seed {SEEDS}, depth {DEPTH} sigmoid, "
-              f"{args.steps} steps, traces every step; matmul peak {peak_gflops:.0f} GFLOP/s; "
-              f"benchmark took {elapsed / 60:.1f} min; other processes used at most {max(NOISE):.2f} cores "
-              "during any timing (peak RSS: the largest single process)")
+              f"{args.steps} steps, traces every step; {args.repeat} round(s), every path once a round, medians; "
+              f"matmul peak {peak_gflops:.0f} GFLOP/s; benchmark took {elapsed / 60:.1f} min; other processes used at "
+              f"most {max(NOISE):.2f} cores during any timing (peak RSS: the largest single process)")
     title = "16-job sweep, end to end (wall: process start to every file written)"
     console.print(header)
     console.print(rich_table(title, head, rows))
     args.out.with_suffix(".md").write_text(f"{header}\n\n{md_table(title, head, rows)}")
     args.out.with_suffix(".json").write_text(json.dumps(
-        {"machine": info, "steps": args.steps, "peak_gflops": peak_gflops, "flops": flops, "results": results,
-         "elapsed_s": elapsed, "other_cores_per_timing": NOISE}, indent=1))
+        {"machine": info, "steps": args.steps, "repeat": args.repeat, "peak_gflops": peak_gflops, "flops": flops,
+         "results": results, "elapsed_s": elapsed, "other_cores_per_timing": NOISE}, indent=1))
     console.print(f"written: {args.out.with_suffix('.md')}, {args.out.with_suffix('.json')}")
 
 

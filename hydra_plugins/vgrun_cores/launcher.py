@@ -111,13 +111,16 @@ class CoresLauncher(Launcher):
             with guard:
                 return queue.popleft() if queue else None
 
-        pool = _Pool(n - 1, self._payload()) if n > 1 else None
-        # each worker's first job is handed over here: the pool starts its processes now, while this
-        # one still has every core (they inherit its affinity), then a thread per worker feeds it
-        feeders = [threading.Thread(target=pool.feed, args=(job, pool.submit(job), take, results, errors, self._crashed),
-                                    daemon=True) for job in [take() for _ in range(n - 1)]]
-        for t in feeders:
-            t.start()
+        payload = self._payload() if n > 1 else b""
+        # each worker gets its first job here: its process starts now, while this one still has every
+        # core (a child inherits its affinity), then a thread of its own feeds it the next ones
+        workers = [_Worker(payload) for _ in range(n - 1)]
+        feeders = []
+        for w in workers:
+            job = take()
+            feeders.append(threading.Thread(target=w.feed, args=(job, w.submit(job), take, results, errors,
+                                                                  self._crashed), daemon=True))
+            feeders[-1].start()
         try:
             while (job := take()) is not None:  # this process is one of the n
                 idx, overrides = job
@@ -128,8 +131,8 @@ class CoresLauncher(Launcher):
                 queue.clear()
             for t in feeders:
                 t.join()
-            if pool is not None:
-                pool.shutdown()
+            for w in workers:
+                w.shutdown()
         if errors:
             raise errors[0]
         return [results[i] for i in sorted(results)]
@@ -160,29 +163,33 @@ class CoresLauncher(Launcher):
             summary = store.load_summary(run_dir)
         except (OSError, ValueError):
             summary = {}
-        summary.update(status="failed", error=message, log=str(run_dir / "cli.log"))
-        run_dir.mkdir(parents=True, exist_ok=True)
-        store.write_summary(run_dir, summary)
-        log.error("%s: %s", run_dir.name, message)
+        if summary.get("status", "running") == "running":  # else the job recorded its own end (interrupted, ...)
+            summary.update(status="failed", error=message, log=str(run_dir / "cli.log"))
+            run_dir.mkdir(parents=True, exist_ok=True)
+            store.write_summary(run_dir, summary)
+            log.error("%s: %s", run_dir.name, message)
         ret = JobReturn(overrides=list(overrides), working_dir=os.getcwd())
         ret.status, ret._return_value = JobStatus.COMPLETED, EXIT_FAILED  # as vgrun's own failed jobs return
         return ret
 
 
-class _Pool:
-    """`workers` loky processes, each fed one job at a time by a thread of its own."""
+class _Worker:
+    """One loky process, fed one job at a time by a thread of the launching process. Each worker has
+    a pool of its own, so that one dying (a pool breaks whole) fails no other worker's job."""
 
-    def __init__(self, workers: int, payload: bytes):
-        self.workers, self.payload = workers, payload
+    def __init__(self, payload: bytes):
+        self.payload, self.pool = payload, None
 
     def submit(self, job):
-        from joblib.externals.loky import get_reusable_executor
+        from joblib.externals.loky import ProcessPoolExecutor
 
+        if self.pool is None:
+            self.pool = ProcessPoolExecutor(max_workers=1)
         idx, overrides = job
-        return get_reusable_executor(max_workers=self.workers, reuse=True).submit(_in_worker, idx, overrides,
-                                                                                 self.payload)
+        return self.pool.submit(_in_worker, idx, overrides, self.payload)
 
     def feed(self, job, future, take, results: dict, errors: list, crashed) -> None:
+        """Wait for `job` (submitted as `future`), then submit and wait for the next from `take()`, until none is left."""
         from joblib.externals.loky.process_executor import BrokenProcessPool
 
         try:
@@ -190,14 +197,15 @@ class _Pool:
                 idx, overrides = job
                 try:
                     results[idx] = future.result()
-                except BrokenProcessPool as e:  # the worker died: this job is a failure, the pool starts again
+                except BrokenProcessPool as e:  # the process died: this job failed, a new process takes the next
                     results[idx] = crashed(idx, overrides, e)
+                    self.pool = None
                 job = take()
-                future = job and self.submit(job)
+                if job is not None:
+                    future = self.submit(job)
         except BaseException as e:  # noqa: BLE001  raised in the launching thread once the others are done
             errors.append(e)
 
     def shutdown(self) -> None:
-        from joblib.externals.loky import get_reusable_executor
-
-        get_reusable_executor(max_workers=self.workers, reuse=True).shutdown(wait=True)
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
