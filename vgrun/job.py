@@ -50,7 +50,7 @@ class Job:
         if not self.multirun:
             return None
         if config.get("resume"):
-            previous = _summary(self.run_dir)
+            previous = read_summary(self.run_dir)
             if previous.get("status") in RESULTS:
                 if _same(previous.get("config", {}), config):
                     return f"{previous['status']} in an earlier run of this sweep (resume)"
@@ -74,7 +74,7 @@ class Job:
         for h in logging.getLogger().handlers:  # the file only: the terminal gets one line
             if isinstance(h, logging.FileHandler):
                 h.handle(record)
-        summary = _summary(self.run_dir)
+        summary = read_summary(self.run_dir)
         if config is not None:
             summary["config"] = config
         summary.update(status="failed", error=message, log=path)
@@ -85,7 +85,8 @@ class Job:
         return message
 
 
-def _summary(run_dir: Path) -> dict:
+def read_summary(run_dir: Path) -> dict:
+    """The job's summary.json, or {} where there is none yet (or it cannot be read)."""
     try:
         return store.load_summary(run_dir)
     except (OSError, ValueError):

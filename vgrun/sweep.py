@@ -83,6 +83,12 @@ def check_args(args: list[str]) -> None:
                 raise ConfigError("resume", value, "an existing sweep folder (one holding multirun.yaml)")
 
 
+def job_run_dir(sweep_config: DictConfig) -> Path:
+    """The folder of one job of a sweep (its composed config): hydra.sweep.dir / hydra.sweep.subdir."""
+    return Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
+        OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+
+
 def in_process(launcher: str) -> bool:
     """Whether a launcher (its `_target_`) runs the jobs in this process, one after another."""
     return any(name in launcher for name in ("BasicLauncher", "VectorizedLauncher"))

@@ -21,7 +21,7 @@ import threading
 from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
@@ -29,7 +29,7 @@ from hydra.core.singleton import Singleton
 from hydra.core.utils import JobReturn, JobStatus, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 log = logging.getLogger(__name__)
 
@@ -153,16 +153,13 @@ class CoresLauncher(Launcher):
         is (vgrun/job.py): a result of the sweep, which goes on and exits 1."""
         from vgrun import store
         from vgrun.cli import EXIT_FAILED
+        from vgrun.job import read_summary
+        from vgrun.sweep import job_run_dir
 
-        sweep_config = _sweep_config(self.hydra_context, self.config, idx, overrides)
-        run_dir = Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
-            OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+        run_dir = job_run_dir(_sweep_config(self.hydra_context, self.config, idx, overrides))
         codes = [line.strip() for line in str(exc).splitlines() if "exit code" in line]  # loky: "{SIGKILL(-9)}"
         message = f"the worker process running this job died ({type(exc).__name__}{': ' + codes[0] if codes else ''})"
-        try:
-            summary = store.load_summary(run_dir)
-        except (OSError, ValueError):
-            summary = {}
+        summary = read_summary(run_dir)
         if summary.get("status", "running") == "running":  # else the job recorded its own end (interrupted, ...)
             summary.update(status="failed", error=message, log=str(run_dir / "cli.log"))
             run_dir.mkdir(parents=True, exist_ok=True)

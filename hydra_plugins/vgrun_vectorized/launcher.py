@@ -9,7 +9,6 @@ finding its results ready, so its files are those of a job run alone.
 
 import copy
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Sequence
@@ -18,7 +17,7 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, configure_log, filter_overrides, run_job, setup_globals
 from hydra.plugins.launcher import Launcher
 from hydra.types import HydraContext, TaskFunction
-from omegaconf import DictConfig, OmegaConf, open_dict, read_write
+from omegaconf import DictConfig, open_dict, read_write
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +52,7 @@ class VectorizedLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from vgrun import vectorize
         from vgrun.cli import console, to_config
+        from vgrun.sweep import job_run_dir
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -60,8 +60,7 @@ class VectorizedLauncher(Launcher):
         configs = [self._job_config(initial_job_idx + i, o) for i, o in enumerate(job_overrides)]
         jobs = []
         for sweep_config in configs:
-            run_dir = os.path.join(str(OmegaConf.select(sweep_config, "hydra.sweep.dir")),
-                                   str(OmegaConf.select(sweep_config, "hydra.sweep.subdir")))
+            run_dir = job_run_dir(sweep_config)
             job_cfg = copy.deepcopy(sweep_config)  # what run_job hands the task: the config without `hydra`
             with read_write(job_cfg), open_dict(job_cfg):
                 del job_cfg["hydra"]
