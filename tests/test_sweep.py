@@ -184,6 +184,30 @@ def test_a_cores_worker_that_dies_fails_its_job_only(tmp_path):
     assert "failed" in out and "Traceback" not in out + errs
 
 
+def test_fail_fast_stops_a_cores_sweep_whose_worker_dies(tmp_path):
+    """fail_fast=true: a worker dying is a failure like any other: the jobs that start after it skip themselves."""
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one core: the cores launcher starts no worker")
+    sweep = tmp_path / "s"
+    # jobs in order: (seed 0, width 8) to the worker, killed once it runs; (seed 0, width 512) here, long enough
+    # (~6 s) to be in flight then; the seed 1 jobs wait in the queue
+    proc = vgrun(["-m", "hydra/launcher=cores", "seed=0,1", "width=8,512", "depth=2", "batch_size=128", "steps=2000",
+                  "chunks=1", f"hydra.sweep.dir={sweep}", "fail_fast=true"], tmp_path, wait=False)
+    first = sweep / "batch_size=128,chunks=1,depth=2,seed=0,steps=2000,width=8" / "summary.json"
+    deadline = time.time() + 120
+    while not first.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    workers = [pid for pid in children(proc.pid) if "popen_loky_posix" in cmdline(pid)]
+    os.kill(workers[0], signal.SIGKILL)
+    out, errs = proc.communicate(timeout=300)
+    assert proc.returncode == 1, errs
+    table = pd.read_csv(sweep / "sweep_summary.csv")
+    assert list(zip(table["seed"], table["width"])) == [(0, 8), (0, 512), (1, 8), (1, 512)]
+    assert list(table["status"]) == ["failed", "completed", "skipped", "skipped"], table
+    assert "worker process" in table["error"].iloc[0]
+    assert first.parent.name in table["error"].iloc[3]  # the skip names the failed job
+    assert "Traceback" not in out + errs
+
 def children(pid):
     found = []
     for entry in os.listdir("/proc"):

@@ -80,9 +80,13 @@ class Job:
         summary.update(status="failed", error=message, log=path)
         store.write_summary(self.run_dir, summary)
         if fail_fast and self.sweep_dir is not None:
-            stop = self.sweep_dir / STOP
-            store.atomic_write(stop, lambda p: p.write_text(self.run_dir.name + "\n"))
+            stop_sweep(self.sweep_dir, self.run_dir)
         return message
+
+
+def stop_sweep(sweep_dir: Path, failed_run_dir: Path) -> None:
+    """fail_fast: leave the marker that makes every later job of the sweep skip itself."""
+    store.atomic_write(sweep_dir / STOP, lambda p: p.write_text(failed_run_dir.name + "\n"))
 
 
 def read_summary(run_dir: Path) -> dict:

@@ -12,7 +12,8 @@ plot) and the launching process's idle core while the workers start, and the swe
 summary is drawn by a process whose plotting libraries are already loaded.
 
 A worker that dies (killed, out of memory) takes only its job with it: that job is
-recorded `failed` with the reason, the pool is started again and the sweep goes on.
+recorded `failed` with the reason, the pool is started again and the sweep goes on (with
+`fail_fast=true` it stops there, as it does at a job that raised).
 """
 
 import logging
@@ -153,10 +154,11 @@ class CoresLauncher(Launcher):
         is (vgrun/job.py): a result of the sweep, which goes on and exits 1."""
         from vgrun import store
         from vgrun.cli import EXIT_FAILED
-        from vgrun.job import read_summary
+        from vgrun.job import read_summary, stop_sweep
         from vgrun.sweep import job_run_dir
 
-        run_dir = job_run_dir(_sweep_config(self.hydra_context, self.config, idx, overrides))
+        sweep_config = _sweep_config(self.hydra_context, self.config, idx, overrides)
+        run_dir = job_run_dir(sweep_config)
         codes = [line.strip() for line in str(exc).splitlines() if "exit code" in line]  # loky: "{SIGKILL(-9)}"
         message = f"the worker process running this job died ({type(exc).__name__}{': ' + codes[0] if codes else ''})"
         summary = read_summary(run_dir)
@@ -165,6 +167,8 @@ class CoresLauncher(Launcher):
             run_dir.mkdir(parents=True, exist_ok=True)
             store.write_summary(run_dir, summary)
             log.error("%s: %s", run_dir.name, message)
+            if sweep_config.get("fail_fast"):  # as for a job that raised: every later job skips itself
+                stop_sweep(Path(str(sweep_config.hydra.sweep.dir)), run_dir)
         ret = JobReturn(overrides=list(overrides), working_dir=os.getcwd())
         ret.status, ret._return_value = JobStatus.COMPLETED, EXIT_FAILED  # as vgrun's own failed jobs return
         return ret
