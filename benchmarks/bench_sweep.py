@@ -21,7 +21,11 @@ on a quiet machine, each with a new, empty JAX compilation cache:
                   network, data, steps, per-layer gradient norms every step), one thread
                   each: one after another, and two at a time (one per core)
 
-Compilations: the programs compiled (JAX compilation-cache entries written) per path.
+Scaling: each round starts with benchmarks/scaling.py, the steady-state speed of the job's
+training step in one process per core at once against one process alone (2.0 on two cores
+that do not slow each other down): the ceiling of paths (c) on their training, which on a
+VM changes with the host's load. Compilations: the programs compiled (JAX compilation-cache
+entries written) per path.
 GFLOP/s counts the matmuls of forward + backward of all 16 networks over the whole
 wall time (benchmarks/run.py: flops_per_step), against the machine's measured float32
 matmul peak (benchmarks/peak.py, in the same run). Written to results_sweep.md/.json.
@@ -34,7 +38,6 @@ import importlib.util
 import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -44,6 +47,7 @@ from statistics import median
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from run import (NOISE, QUIET, console, flops_per_step, machine, md_table, peak, rich_table,  # noqa: E402
                  timed, vgrun_cmd)
+import scaling  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 LRS, SEEDS, DEPTH = (0.01, 0.03, 0.1, 0.3), (0, 1, 2, 3), 10
@@ -110,8 +114,11 @@ def main() -> None:
         paths.update({f"(d) PyTorch eager, 1 thread, {n} at a time": (f"d{n}", n) for n in (1, 2)})
     paths = {label: p for label, p in paths.items() if args.paths is None or p[0] in args.paths}
     rounds: dict = {label: [] for label in paths}
+    scalings: list = []
     with tempfile.TemporaryDirectory(prefix="vgrun-bench-sweep-") as tmp:
         for r in range(args.repeat):  # every path once a round: a drift of the machine's speed hits all alike
+            console.print(f"  round {r + 1}/{args.repeat}: two-process scaling (benchmarks/scaling.py)", style="dim")
+            scalings.append(scaling.measure())
             for label, (name, extra) in paths.items():
                 console.print(f"  round {r + 1}/{args.repeat}: {label}", style="dim")
                 rounds[label].append(torch_sweep(args.steps, extra) if name.startswith("d")
@@ -136,10 +143,12 @@ def main() -> None:
         rows.append([label, f"{r['wall_s']:.1f}", ratio(a, r["wall_s"]), each, ratio(d, r["wall_s"]),
                      ratio(d2, r["wall_s"]), "n/a" if r["compilations"] is None else str(r["compilations"]),
                      f"{gf:.1f}", f"{100 * gf / peak_gflops:.0f}%", f"{r['rss_mib']:.0f}"])
+    scaled = ", ".join(f"{m['scaling']:.2f}" for m in scalings)
     header = (f"vgrun {info['vgrun_commit']}; {info['cpu']}, {info['cores']} cores; jax {info['jax']}, torch "
               f"{info['torch'] or '(not installed)'}; 16 jobs = lr {LRS} x seed {SEEDS}, depth {DEPTH} sigmoid, "
               f"{args.steps} steps, traces every step; {args.repeat} round(s), every path once a round, medians; "
-              f"matmul peak {peak_gflops:.0f} GFLOP/s; benchmark took {elapsed / 60:.1f} min; other processes used at "
+              f"matmul peak {peak_gflops:.0f} GFLOP/s; the training step's scaling, {scalings[0]['cores']} processes at once "
+              f"against one alone, per round: {scaled}; benchmark took {elapsed / 60:.1f} min; other processes used at "
               f"most {max(NOISE):.2f} cores during any timing (peak RSS: the largest single process)")
     title = "16-job sweep, end to end (wall: process start to every file written)"
     console.print(header)
@@ -147,7 +156,7 @@ def main() -> None:
     args.out.with_suffix(".md").write_text(f"{header}\n\n{md_table(title, head, rows)}")
     args.out.with_suffix(".json").write_text(json.dumps(
         {"machine": info, "steps": args.steps, "repeat": args.repeat, "peak_gflops": peak_gflops, "flops": flops,
-         "results": results, "elapsed_s": elapsed, "other_cores_per_timing": NOISE}, indent=1))
+         "results": results, "scaling_per_round": scalings, "elapsed_s": elapsed, "other_cores_per_timing": NOISE}, indent=1))
     console.print(f"written: {args.out.with_suffix('.md')}, {args.out.with_suffix('.json')}")
 
 
