@@ -104,7 +104,7 @@ def main() -> None:
     console.print("matmul peak (JAX, float32)", style="dim")
     peak_gflops = max(max(peak(t, [128, 512, 1024]).values()) for t in (1, 0))
     paths = {
-        "(a) basic launcher, sequential": ("a", ["a"]),
+        "(a) basic launcher, sequential": ("a", []),
         "(b) vectorized, threads=1": ("b1", ["hydra/launcher=vectorized"]),
         "(b) vectorized, threads=2": ("b2", ["hydra/launcher=vectorized", "threads=2"]),
         "(c) joblib launcher, 1 process per core": ("c", ["hydra/launcher=joblib"]),
@@ -122,7 +122,7 @@ def main() -> None:
             for label, (name, extra) in paths.items():
                 console.print(f"  round {r + 1}/{args.repeat}: {label}", style="dim")
                 rounds[label].append(torch_sweep(args.steps, extra) if name.startswith("d")
-                                     else vgrun_sweep(name, [] if extra == ["a"] else extra, args.steps, Path(tmp)))
+                                     else vgrun_sweep(name, extra, args.steps, Path(tmp)))
     results = {label: {**runs[0], "wall_s": median([r["wall_s"] for r in runs]), "walls": [r["wall_s"] for r in runs],
                        "rss_mib": max(r["rss_mib"] for r in runs)} for label, runs in rounds.items()}
     elapsed = time.perf_counter() - t0

@@ -68,11 +68,11 @@ def together(cores: list[int], seconds: float, folder: Path) -> list[float]:
     return [json.loads(p.communicate()[0])["ms_per_step"] for p in procs]
 
 
-def measure(seconds: float = 10.0, folder: Path | None = None) -> dict:
+def measure(seconds: float = 10.0) -> dict:
     """One round: alone on the first core, then one process per core at once."""
     cores = sorted(os.sched_getaffinity(0))
     with tempfile.TemporaryDirectory(prefix="vgrun-scaling-") as tmp:
-        folder = Path(folder or tmp)
+        folder = Path(tmp)
         alone = together(cores[:1], seconds, folder)[0]
         both = together(cores, seconds, folder)
     return {"cores": len(cores), "alone_ms": alone, "together_ms": both,

@@ -198,6 +198,7 @@ def test_fail_fast_stops_a_cores_sweep_whose_worker_dies(tmp_path):
     while not first.exists() and time.time() < deadline:
         time.sleep(0.05)
     workers = [pid for pid in children(proc.pid) if "popen_loky_posix" in cmdline(pid)]
+    assert len(workers) == 1, [cmdline(pid) for pid in children(proc.pid)]
     os.kill(workers[0], signal.SIGKILL)
     out, errs = proc.communicate(timeout=300)
     assert proc.returncode == 1, errs
@@ -207,6 +208,7 @@ def test_fail_fast_stops_a_cores_sweep_whose_worker_dies(tmp_path):
     assert "worker process" in table["error"].iloc[0]
     assert first.parent.name in table["error"].iloc[3]  # the skip names the failed job
     assert "Traceback" not in out + errs
+
 
 def children(pid):
     found = []
