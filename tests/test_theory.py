@@ -26,6 +26,43 @@ def test_tanh_ordered_phase_without_bias_has_q_star_zero_and_chi_sigma_w2(sw2):
     assert p["chi_1"] == pytest.approx(sw2, rel=1e-8)
 
 
+@pytest.mark.parametrize("sw2", [0.999, 1.0])
+def test_tanh_at_the_edge_of_chaos_reaches_q_star_zero(sw2):
+    """The default job (tanh, xavier: sigma_w^2 = 1, no bias): q_l falls like 1 / (2 l), so no
+    number of plain fixed-point steps gets there (5000 stopped at q = 1e-4, chi_1 = 0.9998)."""
+    p = theory.predict("tanh", sw2, 0.0)
+    assert p["q_star"] < 1e-12
+    assert p["chi_1"] == pytest.approx(sw2, rel=1e-12)
+    assert (p["depth_scale"] == math.inf) if sw2 == 1.0 else p["depth_scale"] == pytest.approx(1 / -math.log(sw2))
+
+
+def _tanh_q_star_gauss_hermite(sw2: float) -> float:
+    """An independent solve: Gauss-Hermite quadrature (exact for smooth integrands) and plain bisection."""
+    z, w = np.polynomial.hermite_e.hermegauss(200)
+    w = w / w.sum()
+    lo, hi = 1e-9, 1.0  # F(q) > q below the fixed point, F(q) < q above it
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if sw2 * np.sum(w * np.tanh(np.sqrt(mid) * z) ** 2) >= mid else (lo, mid)
+    return 0.5 * (lo + hi)
+
+
+@pytest.mark.parametrize("sw2", [1.001, 1.01, 1.1])
+def test_tanh_just_past_the_edge_of_chaos_matches_an_independent_solve(sw2):
+    p = theory.predict("tanh", sw2, 0.0)
+    q = _tanh_q_star_gauss_hermite(sw2)
+    assert p["q_star"] == pytest.approx(q, rel=1e-8)
+    assert p["q_star"] == pytest.approx((1 - 1 / sw2) / 2, rel=0.2)  # tanh^2 x = x^2 - 2/3 x^4 + ...
+    z, w = np.polynomial.hermite_e.hermegauss(200)
+    assert p["chi_1"] == pytest.approx(sw2 * np.sum(w / w.sum() / np.cosh(np.sqrt(q) * z) ** 4), rel=1e-10)
+
+
+@pytest.mark.parametrize("act,sw2", [("relu", 2.0), ("linear", 1.0)])
+def test_marginal_growth_with_a_bias_has_no_finite_fixed_point(act, sw2):
+    """F(q) = q + sigma_b^2: q grows by sigma_b^2 a layer for ever (not a crossing made of rounding)."""
+    assert theory.predict(act, sw2, 0.1)["q_star"] == math.inf
+
+
 def test_linear_chi_is_sigma_w2_and_q_grows_without_bound_above_one():
     assert theory.predict("linear", 0.7, 0.1)["chi_1"] == pytest.approx(0.7, rel=1e-10)
     assert theory.predict("linear", 1.5, 0.0)["q_star"] == math.inf
