@@ -168,15 +168,8 @@ def test_a_cores_worker_that_dies_fails_its_job_only(tmp_path):
         pytest.skip("one core: the cores launcher starts no worker")
     sweep = tmp_path / "s"
     proc = vgrun(["-m", "hydra/launcher=cores", "depth=2,3,4", *TINY, f"hydra.sweep.dir={sweep}"], tmp_path, wait=False)
-    first = sweep / job_name(2) / "summary.json"  # the worker's first job (written before it compiles)
-    deadline = time.time() + 120
-    while not first.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    workers = [pid for pid in children(proc.pid) if "popen_loky_posix" in cmdline(pid)]
-    assert len(workers) == 1, [cmdline(pid) for pid in children(proc.pid)]
-    os.kill(workers[0], signal.SIGKILL)
-    out, errs = proc.communicate(timeout=300)
-    assert proc.returncode == 1, errs
+    # the worker's first job (its summary is written before it compiles)
+    out, errs = kill_the_worker_once(proc, sweep / job_name(2) / "summary.json")
     table = pd.read_csv(sweep / "sweep_summary.csv")
     assert list(table["status"]) == ["failed", "completed", "completed"], table
     s = summary(sweep / job_name(2))
@@ -194,20 +187,27 @@ def test_fail_fast_stops_a_cores_sweep_whose_worker_dies(tmp_path):
     proc = vgrun(["-m", "hydra/launcher=cores", "seed=0,1", "width=8,512", "depth=2", "batch_size=128", "steps=2000",
                   "chunks=1", f"hydra.sweep.dir={sweep}", "fail_fast=true"], tmp_path, wait=False)
     first = sweep / "batch_size=128,chunks=1,depth=2,seed=0,steps=2000,width=8" / "summary.json"
-    deadline = time.time() + 120
-    while not first.exists() and time.time() < deadline:
-        time.sleep(0.05)
-    workers = [pid for pid in children(proc.pid) if "popen_loky_posix" in cmdline(pid)]
-    assert len(workers) == 1, [cmdline(pid) for pid in children(proc.pid)]
-    os.kill(workers[0], signal.SIGKILL)
-    out, errs = proc.communicate(timeout=300)
-    assert proc.returncode == 1, errs
+    out, errs = kill_the_worker_once(proc, first)
     table = pd.read_csv(sweep / "sweep_summary.csv")
     assert list(zip(table["seed"], table["width"])) == [(0, 8), (0, 512), (1, 8), (1, 512)]
     assert list(table["status"]) == ["failed", "completed", "skipped", "skipped"], table
     assert "worker process" in table["error"].iloc[0]
     assert first.parent.name in table["error"].iloc[3]  # the skip names the failed job
     assert "Traceback" not in out + errs
+
+
+def kill_the_worker_once(proc, started):
+    """SIGKILL the cores sweep's one pool worker once the file `started` exists; the sweep's (stdout,
+    stderr), after asserting it exits 1."""
+    deadline = time.time() + 120
+    while not started.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    workers = [pid for pid in children(proc.pid) if "popen_loky_posix" in cmdline(pid)]
+    assert len(workers) == 1, [cmdline(pid) for pid in children(proc.pid)]
+    os.kill(workers[0], signal.SIGKILL)
+    out, errs = proc.communicate(timeout=300)
+    assert proc.returncode == 1, errs
+    return out, errs
 
 
 def children(pid):
