@@ -24,8 +24,12 @@ import json, os, sys, time
 allowed = os.sched_getaffinity(0); os.sched_setaffinity(0, {min(allowed)})
 import jax; jax.devices(); os.sched_setaffinity(0, allowed)
 import jax.numpy as jnp
-from vgrun import evolve, hyper, pretrain, train
-from vgrun.config import Config, OptimizerConfig, PretrainConfig
+from vgrun.training import evolve
+from vgrun.config import hyper
+from vgrun.training import pretrain
+from vgrun.training import loop as train
+from vgrun.training import program
+from vgrun.config.schema import Config, OptimizerConfig, PretrainConfig
 what, depth, width, popsize, reps = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), 3
 n = 20  # generations / steps per timed call
 cfg = Config(depth=depth, width=width, act="sigmoid", steps=n, trace_every=n, chunks=1)
@@ -47,7 +51,7 @@ if what in evolve.ALGORITHMS:
     ms = 1e3 * best_of(run, carry) / n
     row = {"what": f"{what} generation (popsize {popsize})", "ms": ms, "ms_per_net": ms / (popsize + 1)}
 elif what == "sgd":
-    prog = train.make_train(cfg)
+    prog = program.make_train(cfg)
     d = prog.problem.arrays
     carry = prog.init(jax.random.PRNGKey(0), hyper.values(cfg))
     t = time.perf_counter(); chunk = prog.chunk.lower(carry, d).compile(); compile_s = time.perf_counter() - t

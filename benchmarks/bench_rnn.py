@@ -133,7 +133,7 @@ def last_json(text: str) -> dict:
 
 def vgrun_cmd() -> list[str]:
     exe = shutil.which("vgrun")
-    return [exe] if exe else [sys.executable, "-c", "from vgrun.cli import main; main()"]
+    return [exe] if exe else [sys.executable, "-c", "from vgrun.cli.main import main; main()"]
 
 
 def vgrun_job(model: str, every: int, threads: int, steps: int, work: Path) -> dict:
@@ -152,7 +152,7 @@ def vgrun_job(model: str, every: int, threads: int, steps: int, work: Path) -> d
 
 
 def eval_period(steps: int, every: int, chunks: int = 20) -> int:
-    """Steps per vgrun chunk (one held-out evaluation each): vgrun.train.n_chunks_for with the default chunks."""
+    """Steps per vgrun chunk (one held-out evaluation each): vgrun.training.loop.n_chunks_for with the default chunks."""
     blocks = steps // every
     n = min((d for d in range(1, blocks + 1) if blocks % d == 0), key=lambda d: (abs(d - chunks), d))
     return steps // n

@@ -9,7 +9,7 @@ the baseline of run.py's "trace cost") and against one chunk never traced within
 One process per depth and optimizer; XLA on one thread (as the CLI runs it). The programs'
 chunks are timed alternately, round after round, and the best round of each is kept, so a
 neighbour's load on the machine hits all alike. Steadier than run.py's single CLI runs.
-Under plain SGD the update norms come from the gradient norms (vgrun.optim.scales_gradient);
+Under plain SGD the update norms come from the gradient norms (vgrun.training.optim.scales_gradient);
 `--optimizer adam` shows the general path, a pass over every update. No persistent
 compilation cache: the compile times are cold.
 """
@@ -26,15 +26,16 @@ CHILD = r"""
 import json, os, sys, time
 allowed = os.sched_getaffinity(0); os.sched_setaffinity(0, {min(allowed)})
 import jax; jax.config.update("jax_platforms", "cpu"); jax.devices(); os.sched_setaffinity(0, allowed)
-from vgrun import train as T
-from vgrun.config import Config
-from vgrun.config import OptimizerConfig
+from vgrun.training import loop as T
+from vgrun.training import program
+from vgrun.config.schema import Config
+from vgrun.config.schema import OptimizerConfig
 depth, rounds, optimizer = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 progs = {}
 for every in (1, 100, 2000):
     cfg = Config(depth=depth, act="sigmoid", trace_every=every, steps=2000, chunks=1 if every == 2000 else 20,
                  optimizer=OptimizerConfig(name=optimizer, lr=0.03 if optimizer == "sgd" else 0.001))
-    prog = T.make_train(cfg)
+    prog = program.make_train(cfg)
     d = prog.problem.arrays
     carry = jax.block_until_ready(prog.init(jax.random.PRNGKey(0)))
     t = time.perf_counter(); chunk = prog.chunk.lower(carry, d).compile(); compile_s = time.perf_counter() - t

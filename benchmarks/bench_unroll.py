@@ -23,15 +23,16 @@ import json, os, sys, time
 allowed = os.sched_getaffinity(0); os.sched_setaffinity(0, {min(allowed)})
 import jax; jax.devices(); os.sched_setaffinity(0, allowed)
 import numpy as np
-import vgrun.models.mlp as mlp
-from vgrun import train as T
-from vgrun.config import Config
+import vgrun.nn.mlp as mlp
+from vgrun.training import loop as T
+from vgrun.training import program
+from vgrun.config.schema import Config
 depth, unroll, every = int(sys.argv[1]), sys.argv[2], int(sys.argv[3])
 if unroll != "auto":  # auto: vgrun's own rule (FULL_UNROLL_DEPTH)
     mlp.FULL_UNROLL_DEPTH = 10**9 if unroll == "full" else 0
     assert unroll in ("full", "1"), "the model offers full unrolling or a rolled scan"
 cfg = Config(depth=depth, act="sigmoid", trace_every=every, steps=2000, chunks=20)
-prog = T.make_train(cfg)
+prog = program.make_train(cfg)
 d = prog.problem.arrays
 carry = jax.block_until_ready(prog.init(jax.random.PRNGKey(0)))
 t = time.perf_counter(); chunk = prog.chunk.lower(carry, d).compile(); compile_s = time.perf_counter() - t

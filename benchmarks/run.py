@@ -129,7 +129,7 @@ def timed(cmd: list[str], env: dict | None = None, cwd: str | None = None, log: 
 
 def vgrun_cmd() -> list[str]:
     exe = shutil.which("vgrun")
-    return [exe] if exe else [sys.executable, "-c", "from vgrun.cli import main; main()"]
+    return [exe] if exe else [sys.executable, "-c", "from vgrun.cli.main import main; main()"]
 
 
 def vgrun_job(depth: int, steps: int, trace_every: int, cache: Path, work: Path, name: str, cold: bool) -> dict:

@@ -35,11 +35,13 @@ def worker(core: int, seconds: float, folder: Path) -> None:
 
     jax.config.update("jax_compilation_cache_dir", str(folder / "cache"))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    from vgrun import hyper, train
-    from vgrun.config import Config
+    from vgrun.config import hyper
+    from vgrun.training import loop as train
+    from vgrun.training import program
+    from vgrun.config.schema import Config
 
     cfg = Config(depth=10, act="sigmoid")
-    prog = train.make_train(cfg)
+    prog = program.make_train(cfg)
     key, hp, data = jax.random.PRNGKey(0), hyper.values(cfg), prog.problem.arrays
     chunk = prog.chunk.lower(jax.eval_shape(prog.init_jit, key, hp), data).compile()
     carry = jax.block_until_ready(chunk(prog.init_jit(key, hp), data))[0]

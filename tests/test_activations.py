@@ -3,8 +3,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vgrun.activations import ACTIVATIONS
-from vgrun.names import ACTS
+from vgrun.nn.activations import ACTIVATIONS
+from vgrun.config.names import ACTS
 
 
 

@@ -12,12 +12,15 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vgrun import claims, store
-from vgrun.config import register
-from vgrun.overrides import group_options
+from vgrun.io import claims as claim_files
+from vgrun.science import claims
+from vgrun.io import store
+from vgrun.config.overrides import group_options
 
 CONF = str(Path(__file__).parents[1] / "vgrun" / "conf")
-register()
+from vgrun.cli.main import register_schema  # noqa: E402
+
+register_schema()
 
 
 def fake_run(folder: Path, init: str, loss: float, factor: float, status="completed", depth=4, seed=0,
@@ -41,7 +44,7 @@ def fake_run(folder: Path, init: str, loss: float, factor: float, status="comple
 def sweep(tmp_path):
     fake_run(tmp_path / "a", "he", loss=0.2, factor=1.0)
     fake_run(tmp_path / "b", "xavier", loss=1.9, factor=math.sqrt(0.5))
-    return claims.load(tmp_path)
+    return claim_files.load(tmp_path)
 
 
 def judge(sweep, **claim):
@@ -99,7 +102,7 @@ def test_grad_w_ratio_from_traces(tmp_path):
     # |dL/dW_l| over layers 1..3 = 1, 2, 4: the squared norm grows 4x per layer going up,
     # so going down it shrinks to 1/4; layer 0 (input) and 4 (output) must be ignored
     fake_run(tmp_path / "r", "standard", 1.0, 1.0, grad_w=np.array([100.0, 1.0, 2.0, 4.0, 1e-3]))
-    runs = claims.load(tmp_path)
+    runs = claim_files.load(tmp_path)
     r = claims.judge(dict(metric="grad_w_var_ratio_init", op="approx", threshold=0.25, rel=1e-9), runs, False)
     assert r["status"] == "pass", r
     r = claims.judge(dict(metric="grad_w_var_ratio_init", op="approx", threshold=1.0, rel=0.5), runs, False)
@@ -111,7 +114,7 @@ def test_grad_w_ratio_from_traces(tmp_path):
 def test_seeds_are_pooled_by_median(tmp_path):
     for seed, loss in enumerate([0.1, 0.9, 0.3]):
         fake_run(tmp_path / f"s{seed}", "he", loss, 1.0, seed=seed)
-    r = claims.judge(dict(metric="final.train_loss", op="<", threshold=0.35), claims.load(tmp_path), True)
+    r = claims.judge(dict(metric="final.train_loss", op="<", threshold=0.35), claim_files.load(tmp_path), True)
     assert r["measured"] == pytest.approx(0.3) and r["status"] == "pass" and len(r["runs"]) == 3
 
 
@@ -123,7 +126,7 @@ def test_missing_job_fails_a_sweep_and_skips_a_single_run(sweep):
 
 def test_nonfinite_and_missing_metric_fail(tmp_path):
     fake_run(tmp_path / "d", "he", float("nan"), 1.0, status="diverged")
-    runs = claims.load(tmp_path)
+    runs = claim_files.load(tmp_path)
     assert runs[0].summary["final"]["train_loss"] == "nan"  # JSON stores it as a string
     assert claims.judge(dict(metric="final.train_loss", op="<", threshold=1.0), runs, True)["status"] == "fail"
     assert claims.judge(dict(metric="final.train_loss", op=">", threshold=1.0), runs, True)["status"] == "fail"
@@ -149,7 +152,7 @@ def test_evaluate_and_write(sweep, tmp_path):
                               dict(metric="final.train_loss", where={"init": "xavier"}, op="<", threshold=1.0)],
                              sweep, True)
     assert (report["passed"], report["pass"], report["fail"], report["n_runs"]) == (False, 1, 1, 2)
-    path = claims.write(tmp_path, report)
+    path = claim_files.write(tmp_path, report)
     assert json.loads(path.read_text())["claims"][1]["status"] == "fail"
 
 
@@ -159,14 +162,14 @@ TINY = ["depth=3", "width=8", "batch_size=8", "steps=4", "chunks=1", "data=spira
 
 
 def vgrun_cmd(args, cwd):
-    return subprocess.run([sys.executable, "-m", "vgrun.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vgrun.cli.main", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
 
 def test_single_run_exit_code_follows_its_claims(tmp_path):
     bad = "expect=[{name: impossible, metric: status, op: '==', threshold: diverged}]"
     p = vgrun_cmd([*TINY, bad, f"hydra.run.dir={tmp_path}/run"], tmp_path)
-    assert p.returncode == claims.EXIT_CLAIM_FAILED != 0, p.stderr
+    assert p.returncode == 1 != 0, p.stderr
     report = json.loads((tmp_path / "run" / "claims.json").read_text())
     assert report["fail"] == 1 and report["claims"][0]["measured"] == "completed"
     assert "FAIL" in p.stdout and "Traceback" not in p.stderr
@@ -179,7 +182,7 @@ def test_sweep_exit_code_follows_its_claims(tmp_path):
     # two jobs; the claim compares them, so only the sweep callback can judge it
     claim = "expect=[{metric: final.train_loss, where: {seed: 0}, vs: {seed: 1}, op: '>', threshold: 1e9}]"
     p = vgrun_cmd(["-m", *TINY, "seed=0,1", claim, f"hydra.sweep.dir={tmp_path}/sweep"], tmp_path)
-    assert p.returncode == claims.EXIT_CLAIM_FAILED, p.stdout + p.stderr
+    assert p.returncode == 1, p.stdout + p.stderr
     report = json.loads((tmp_path / "sweep" / "claims.json").read_text())
     assert report["n_runs"] == 2 and report["fail"] == 1 and len(report["claims"][0]["runs"]) == 2
     assert not list((tmp_path / "sweep").glob("*/claims.json"))  # jobs do not judge themselves in a sweep
@@ -215,13 +218,13 @@ def test_report_page_embeds_claims_and_plots(sweep, tmp_path, capsys):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from vgrun import report_page
+    from vgrun.cli import report as report_page
 
     report = claims.evaluate([dict(name="he <trains>", metric="final.train_loss", where={"init": "he"}, op="<",
                                    threshold=1.0, source="He et al. 2015"),
                               dict(name="xavier trains", metric="final.train_loss", where={"init": "xavier"}, op="<",
                                    threshold=1.0)], sweep, True)
-    claims.write(tmp_path, {"preset": "he2015", **report})
+    claim_files.write(tmp_path, {"preset": "he2015", **report})
     plt.plot([0, 1]), plt.savefig(tmp_path / "a" / "gradient_flow.png"), plt.close()
     out = tmp_path / "page.html"
     assert report_page.main([str(tmp_path), "-o", str(out)]) == 0
@@ -254,7 +257,7 @@ def _reproductions():
 @pytest.mark.parametrize("preset", list(_reproductions()))
 def test_reproduction_holds_its_claims(preset, tmp_path):
     out = tmp_path / preset
-    p = subprocess.run([sys.executable, "-m", "vgrun.cli", f"+experiment={preset}", f"hydra.run.dir={out}",
+    p = subprocess.run([sys.executable, "-m", "vgrun.cli.main", f"+experiment={preset}", f"hydra.run.dir={out}",
                         f"hydra.sweep.dir={out}"], cwd=tmp_path, capture_output=True, text=True, timeout=3600)
     report = json.loads((out / "claims.json").read_text())
     failed = [c["name"] for c in report["claims"] if c["status"] != "pass"]
@@ -264,8 +267,8 @@ def test_reproduction_holds_its_claims(preset, tmp_path):
 @pytest.mark.parametrize("arg,words", [("check=maybe", ["check", "maybe", "true or false"]),
                                        ("expect=notalist", ["expect", "notalist", "a list"])])
 def test_bad_check_or_expect_is_one_clear_line(arg, words):
-    from vgrun.config import ConfigError
-    from vgrun.overrides import check
+    from vgrun.config.schema import ConfigError
+    from vgrun.config.overrides import check
 
     with pytest.raises(ConfigError) as e:
         check([arg])

@@ -15,7 +15,7 @@ SMALL = ["depth=3", "width=16", "batch_size=16", "steps=20", "chunks=2"]
 
 
 def vgrun_cmd(args, cwd, **kw):
-    return subprocess.run([sys.executable, "-m", "vgrun.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vgrun.cli.main", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300, **kw)
 
 
@@ -80,7 +80,7 @@ def test_divergence_is_a_result(tmp_path):
 
 def test_sigterm_leaves_a_valid_partial_run(tmp_path):
     run = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "vgrun.cli", *SMALL[:3], "steps=200000", "chunks=2000",
+    proc = subprocess.Popen([sys.executable, "-m", "vgrun.cli.main", *SMALL[:3], "steps=200000", "chunks=2000",
                              f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True)
     deadline = time.time() + 120

@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 
 import vgrun
-from vgrun import sweep_plots
-from vgrun.compare import CompareError, group_table
+from vgrun.viz import sweep as sweep_plots
+from vgrun.io.table import CompareError, group_table
 
 TINY = ["width=8", "batch_size=16", "steps=20", "chunks=1"]
 
 
 def compare(args, cwd):
-    """The vgrun-compare console script's entry point, in a subprocess (as installed: vgrun.compare:main)."""
-    code = "import sys; from vgrun.compare import main; main(sys.argv[1:])"
+    """The vgrun-compare console script's entry point, in a subprocess (as installed: vgrun.cli.compare:main)."""
+    code = "import sys; from vgrun.cli.compare import main; main(sys.argv[1:])"
     return subprocess.run([sys.executable, "-c", code, *args], cwd=cwd, capture_output=True, text=True,
                           timeout=300)
 
@@ -26,7 +26,7 @@ def compare(args, cwd):
 def sweeps(tmp_path_factory):
     """Two sweeps (tanh and relu, depth 2 and 3), run at the same time."""
     root = tmp_path_factory.mktemp("sweeps")
-    procs = [subprocess.Popen([sys.executable, "-m", "vgrun.cli", "-m", "depth=2,3", f"act={act}", *TINY,
+    procs = [subprocess.Popen([sys.executable, "-m", "vgrun.cli.main", "-m", "depth=2,3", f"act={act}", *TINY,
                                f"hydra.sweep.dir={root / act}"], cwd=root, stdout=subprocess.PIPE,
                               stderr=subprocess.PIPE, text=True) for act in ("tanh", "relu")]
     for p in procs:

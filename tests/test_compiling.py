@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from vgrun.compiling import compile_all
+from vgrun.training.compiling import compile_all
 
 WORKER = """
 import json, sys
@@ -20,7 +20,7 @@ from jax import monitoring
 events = []
 monitoring.register_event_listener(lambda name, **kw: events.append(name))
 import jax.numpy as jnp
-from vgrun.compiling import compile_all
+from vgrun.training.compiling import compile_all
 
 def program(k):
     def f(x):
@@ -54,7 +54,7 @@ def test_two_processes_compile_each_program_once(tmp_path):
 
 
 def test_without_a_cache_every_program_compiles_here(monkeypatch):
-    from vgrun import compiling
+    from vgrun.training import compiling
 
     monkeypatch.setattr(compiling, "_lock_dir", lambda: None)
     x = jnp.arange(6.0)

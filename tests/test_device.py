@@ -3,8 +3,8 @@
 import jax
 import pytest
 
-from vgrun.cli import setup_jax
-from vgrun.config import Config, ConfigError
+from vgrun.training.backend import setup as setup_jax
+from vgrun.config.schema import Config, ConfigError
 
 KEYS = ("jax_compilation_cache_dir", "jax_persistent_cache_min_compile_time_secs", "jax_enable_x64")
 

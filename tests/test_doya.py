@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from vgrun import doya
-from vgrun.config import DoyaConfig
+from vgrun.science import doya
+from vgrun.viz.doya import plot
+from vgrun.config.schema import DoyaConfig
 
 W = 5.0
 
@@ -121,7 +122,9 @@ def test_no_bistability_no_cliff():
 
 
 def test_run_writes_the_picture_and_a_json_summary(tmp_path):
-    s = doya.run(DoyaConfig(n_b=301, gd_steps=20), tmp_path)
+    analysis = doya.analyze(DoyaConfig(n_b=301, gd_steps=20))
+    plot(analysis, tmp_path / "doya.png")
+    s = doya.summary(analysis)
     assert (tmp_path / "doya.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "arrays" not in s
     json.dumps(s, allow_nan=False)

@@ -10,12 +10,15 @@ from hydra import compose, initialize_config_dir
 from jax._src.interpreters import ad
 from omegaconf import OmegaConf
 
-from vgrun import evolve, train
-from vgrun.config import ConfigError, register, validate
-from vgrun.names import GRADIENT_FREE, OPTIMIZERS
+from vgrun.training import evolve
+from vgrun.nn import mlp
+from vgrun.training import loop as train
+from vgrun.config.schema import ConfigError, validate
+from vgrun.cli.main import register_schema
+from vgrun.config.names import GRADIENT_FREE, OPTIMIZERS
 
 CONF = str(Path(__file__).parents[1] / "vgrun" / "conf")
-register()
+register_schema()
 SMALL = ["data=spirals", "act=tanh", "depth=2", "width=8", "batch_size=256", "init=xavier"]  # 123 parameters
 
 
@@ -63,7 +66,7 @@ def test_optimizer_improves_loss_without_gradient(name):
     a = prog.problem.arrays
 
     def train_loss(carry):  # on the whole training set
-        y_pred, _, _ = evolve.models.MODELS["mlp"].make(cfg, 2, 3, np.float32).apply(carry.params, carry.state, a["x"],
+        y_pred, _, _ = mlp.make(cfg, 2, 3, np.float32, cfg.diagnosis.sat_tol).apply(carry.params, carry.state, a["x"],
                                                                                      train=False)
         return float(prog.problem.loss_and_acc(y_pred, a["y"])[0])
 

@@ -6,12 +6,13 @@ import numpy as np
 import optax
 import pytest
 
-from vgrun import models
-from vgrun.activations import ACTIVATIONS
-from vgrun.config import Config, InitConfig, OptimizerConfig
-from vgrun.data import Dataset
-from vgrun.problem import from_data
-from vgrun.train import make_train
+from vgrun import nn as models
+from vgrun.nn import mlp  # noqa: F401  (models.mlp)
+from vgrun.nn.activations import ACTIVATIONS
+from vgrun.config.schema import Config, InitConfig, OptimizerConfig
+from vgrun.data.datasets import Dataset
+from vgrun.data.problem import from_data
+from vgrun.training.program import make_train
 
 
 
@@ -68,7 +69,7 @@ def test_delta_is_rms_of_per_example_dL_dz(act, model):
     zero = [jnp.zeros((B, W)) for _ in range(L)] + [jnp.zeros((B, 2))]
     f = jax.jit(lambda dz: reference_losses(cfg, carry.params, x, y, dz))
     np.testing.assert_allclose(f(zero), example_losses(
-        models.MODELS[model].make(cfg, 3, 2, jnp.float64), carry.params, carry.state, x, y, None), rtol=1e-12)
+        models.mlp.make(cfg, 3, 2, jnp.float64, cfg.diagnosis.sat_tol), carry.params, carry.state, x, y, None), rtol=1e-12)
     sq = np.zeros(L + 1)  # sum over examples of ||dL_i / dz_l,i||^2
     for l in range(L + 1):
         for i in range(B):
@@ -87,7 +88,7 @@ def test_weight_and_bias_gradient_norms(act, depth):
     cfg, data = tiny_problem(act)
     cfg.depth = depth
     trace, carry, x, y = first_step(cfg, data)
-    net = models.MODELS["mlp"].make(cfg, 3, 2, jnp.float64)
+    net = models.mlp.make(cfg, 3, 2, jnp.float64, cfg.diagnosis.sat_tol)
     loss = jax.jit(lambda p: example_losses(net, p, carry.state, x, y, None).mean())
     flat, unravel = jax.flatten_util.ravel_pytree(carry.params)
     fd = np.array([(loss(unravel(flat.at[k].add(EPS))) - loss(unravel(flat.at[k].add(-EPS)))) / (2 * EPS)

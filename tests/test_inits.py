@@ -5,9 +5,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vgrun.config import InitConfig
-from vgrun.inits import INITS, SMALL_DRAW, _size_groups, init_bias, init_many, init_weight, weight_stats
-from vgrun.names import INIT_NAMES
+from vgrun.config.schema import InitConfig
+from vgrun.nn.inits import INITS, SMALL_DRAW, _size_groups, init_bias, init_many, init_weight, weight_stats
+from vgrun.config.names import INIT_NAMES
 
 FAN_IN, FAN_OUT, LAYERS = 200, 300, 8
 

@@ -7,12 +7,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vgrun import train
-from vgrun.config import register, validate
-from vgrun.overrides import group_options
+from vgrun.training import loop as train
+from vgrun.config.schema import validate
+from vgrun.cli.main import register_schema
+from vgrun.config.overrides import group_options
 
 CONF = str(Path(__file__).parents[1] / "vgrun" / "conf")
-register()
+register_schema()
 
 
 @pytest.mark.parametrize("preset", group_options("experiment"))
@@ -24,9 +25,9 @@ def test_preset_runs_a_few_steps(preset, tmp_path):
     if cfg.model.name == "doya":  # not trained: the one-neuron analysis, on a coarse grid
         from dataclasses import replace
 
-        from vgrun import doya
+        from vgrun.science import doya
 
-        out = doya.run(replace(cfg.doya, n_b=61, gd_steps=4), tmp_path)
+        out = doya.analyze(replace(cfg.doya, n_b=61, gd_steps=4))
         assert out["bistable"]["b_lo"] < out["bistable"]["b_hi"]
         return
     r = train.run(cfg)

@@ -11,12 +11,16 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from vgrun import pretrain, store, train
-from vgrun.activations import ACTIVATIONS
-from vgrun.config import ConfigError, register, validate
+from vgrun.training import pretrain
+from vgrun.io import store
+from vgrun.io.frames import run_frames
+from vgrun.training import loop as train
+from vgrun.nn.activations import ACTIVATIONS
+from vgrun.config.schema import ConfigError, validate
+from vgrun.cli.main import register_schema
 
 CONF = str(Path(__file__).parents[1] / "vgrun" / "conf")
-register()
+register_schema()
 
 
 def compose_config(overrides):
@@ -128,7 +132,7 @@ def test_run_with_pretraining_records_both_phases(kind, tmp_path):
     # the random initialisation, pretraining's point 0), not the output layer
     assert not np.allclose(r.traces.weight[0, :3], log.traces.weight[0, :3], rtol=1e-3)
     np.testing.assert_allclose(r.traces.weight[0, 3], log.traces.weight[0, 3], rtol=1e-6)
-    store.write_tables(tmp_path, cfg, r.metrics, r.traces, pretrain=log)
+    store.write_frames(tmp_path, run_frames(cfg, r.metrics, r.traces, pretrain=log))
     steps = pd.read_parquet(tmp_path / "steps.parquet")
     traces = pd.read_parquet(tmp_path / "traces.parquet")
     assert set(steps.phase) == {"pretrain", "finetune"} and set(traces.phase) == {"pretrain", "finetune"}

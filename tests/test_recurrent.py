@@ -7,10 +7,13 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vgrun import temporal, train
-from vgrun.activations import ACTIVATIONS
-from vgrun.config import Config, DataConfig, ModelConfig, OptimizerConfig
-from vgrun.models import rnn
+from vgrun.probes import time as temporal
+from vgrun.science import verdict
+from vgrun.training import loop as train
+from vgrun.training import program
+from vgrun.nn.activations import ACTIVATIONS
+from vgrun.config.schema import Config, DataConfig, ModelConfig, OptimizerConfig
+from vgrun.nn import rnn
 
 
 
@@ -54,12 +57,12 @@ def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
     """The traced delta (measured inside the written-out reverse scan) against central
     differences of each example's loss with respect to every state, on the plain forward pass."""
     cfg = tiny(kind, form, depth=depth)
-    prog = train.make_train(cfg)
+    prog = program.make_train(cfg)
     a = prog.problem.arrays
     carry = prog.init(jax.random.PRNGKey(0))
     x, y = prog.problem.sample(jax.random.fold_in(carry.key, 0), a, cfg.batch_size)
     _, (_, (trace, _)) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), a)  # (trace, W_rec)
-    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
+    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps, prog.problem.seq_steps)
     zero = jnp.zeros((cfg.depth, cfg.seq_len, cfg.batch_size, cfg.width))
     ref = lambda p: reference_readout(carry.params, reference_states(cfg, carry.params, x, p))  # noqa: E731
     np.testing.assert_allclose(ref(zero), net.apply(carry.params, {}, x)[0], rtol=1e-12)  # the same network
@@ -83,17 +86,18 @@ def test_one_pull_gives_the_loss_gradient_and_both_taps(kind, form, act):
     |v^T dh_{T-1}/dh_t| of every layer and step, as JAX's own differentiation of the plain
     forward pass gives them."""
     cfg = tiny(kind, form, act, depth=2)
-    prog = train.make_train(cfg)
-    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
+    prog = program.make_train(cfg)
+    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps, prog.problem.seq_steps)
     params, _ = net.init(jax.random.PRNGKey(3))
     x, y = prog.problem.sample(jax.random.PRNGKey(4), prog.problem.arrays, cfg.batch_size)
     v = temporal.unit_vectors(jax.random.PRNGKey(5), jnp.zeros((cfg.batch_size, cfg.width)))
 
     def forward(params, taps):
-        y_pred, _, h_last = net.apply(params, {}, x, taps, stats=True)
+        y_pred, _, measured = net.apply(params, {}, x, taps, stats=True)
+        h_last = measured["h_last"]
         return jnp.sum(jnp.sin(3 * y_pred - y)), h_last
 
-    (_, h_last), pull = jax.vjp(forward, params, net.probes(cfg.seq_len))
+    (_, h_last), pull = jax.vjp(forward, params, net.probes())
     grads, taps = pull((1.0, v))
 
     zero = jnp.zeros((cfg.depth, cfg.seq_len, cfg.batch_size, cfg.width))
@@ -112,7 +116,7 @@ def test_one_pull_gives_the_loss_gradient_and_both_taps(kind, form, act):
 def test_jacobian_trace_of_a_linear_rnn_is_v_times_a_matrix_power():
     cfg = tiny(act="linear", rec_init="orthogonal")
     cfg.model.rec_gain = 0.9  # W = 0.9 Q: |v^T W^k| = 0.9^k exactly for a unit v
-    prog = train.make_train(cfg)
+    prog = program.make_train(cfg)
     _, (_, (trace, _)) = prog.chunk(prog.init(jax.random.PRNGKey(1)), prog.problem.arrays)
     k = np.arange(cfg.seq_len)[::-1]  # horizon of time step t
     np.testing.assert_allclose(np.asarray(trace.jacobian[0, 0]), 0.9**k, rtol=1e-10)
@@ -124,7 +128,7 @@ def test_time_step_taps_do_not_underflow_in_float32():
     every horizon still reads 0.5^k, through the one-pass norm and through its fallback."""
     cfg = dataclasses.replace(tiny(act="linear", rec_init="orthogonal"), dtype="float32", seq_len=101, width=16)
     cfg.model.rec_gain = 0.5
-    prog = train.make_train(cfg)
+    prog = program.make_train(cfg)
     _, (_, (trace, _)) = prog.chunk(prog.init(jax.random.PRNGKey(1)), prog.problem.arrays)
     k = np.arange(cfg.seq_len)[::-1]
     np.testing.assert_allclose(np.asarray(trace.jacobian[0, 0]), 0.5**k, rtol=1e-4)
@@ -151,14 +155,14 @@ def test_vanishing_below_one_over_gamma_and_exploding_above():
     def delta(**model):
         cfg = Config(depth=1, width=64, act="tanh", seq_len=60, batch_size=32, steps=1, chunks=1, dtype="float64",
                      model=ModelConfig(name="rnn", **model), data=DataConfig(name="adding"))
-        prog = train.make_train(cfg)
+        prog = program.make_train(cfg)
         _, (_, (trace, _)) = prog.chunk(prog.init(jax.random.PRNGKey(4)), prog.problem.arrays)
         return np.asarray(trace.delta[0, 0]), np.asarray(trace.jacobian[0, 0])
 
     d, j = delta(rec_sigma_max=0.8)
     k = np.arange(60)[::-1]
     assert (j <= 0.8**k * (1 + 1e-9)).all()  # the bound |v^T J| <= (gamma sigma_max)^k holds at every horizon
-    assert temporal.decay_per_step(d[:-1]) < 0.8
+    assert verdict.decay_per_step(d[:-1]) < 0.8
     d, _ = delta(rec_radius=3.0)
     assert d[0] > 1e6 * d[-1]  # exploding: the earliest step gets the largest gradient
 
@@ -171,7 +175,7 @@ def test_clipping_bounds_every_update_and_reports_how_often_it_fired():
     upd = np.sqrt(r.traces.update_ratio**2 * r.traces.weight_rec**2).sum(1)  # recurrent block of the update
     assert (upd <= 0.01 * (1 + 1e-5)).all()
     assert np.isfinite(r.metrics["grad_norm"]).all()  # kept at every step when clipping
-    from vgrun.diagnose import clipping
+    from vgrun.science.verdict import clipping
 
     c = clipping(cfg, r.metrics)
     assert c["fired_share"] == np.mean(r.metrics["grad_norm"] > 0.01) and c["fired_share"] > 0.5
@@ -190,8 +194,8 @@ def test_held_out_pass_equals_the_training_forward_pass(kind, form, depth, data)
     """The held-out pass keeps only the readout steps (no stacked states): same outputs."""
     cfg = tiny(kind, form, depth=depth)
     cfg.data = DataConfig(name=data)
-    prog = train.make_train(cfg)
-    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps)
+    prog = program.make_train(cfg)
+    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps, prog.problem.seq_steps)
     params, _ = net.init(jax.random.PRNGKey(5))
     x = prog.problem.arrays["x_test"][:7]
     held_out = net.apply(params, {}, x, train=False)[0]
@@ -225,11 +229,11 @@ def test_written_out_backward_passes_match_numerical_derivatives(kind, form, act
     from jax.test_util import check_grads
 
     cfg = tiny(kind, form, act, depth=2)
-    prog = train.make_train(cfg)
-    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64)
+    prog = program.make_train(cfg)
+    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps, prog.problem.seq_steps)
     params, _ = net.init(jax.random.PRNGKey(6))
     x, y = prog.problem.sample(jax.random.PRNGKey(7), prog.problem.arrays, cfg.batch_size)
-    taps = net.probes(prog.problem.seq_steps) if probed else None  # the traced steps' scans
+    taps = net.probes() if probed else None  # the traced steps' scans
 
     def loss(params):
         return jnp.sum(jnp.sin(3 * net.apply(params, {}, x, taps)[0] - y))
@@ -241,7 +245,7 @@ def test_gated_orthogonal_init_does_not_hang_on_two_xla_threads():
     """An LSTM's four orthogonal gate blocks each take a QR. On jaxlib 0.10's CPU backend a
     batched QR blocks its XLA thread until its batch is done on the same pool, so as many
     QRs at once as threads hung them all: this very program, in a fresh process with
-    XLA's two threads, hung every time; vgrun.inits.after runs the QRs in turn."""
+    XLA's two threads, hung every time; vgrun.nn.inits.after runs the QRs in turn."""
     import os
     import subprocess
     import sys
@@ -251,13 +255,14 @@ def test_gated_orthogonal_init_does_not_hang_on_two_xla_threads():
         "import jax, numpy as np\n"
         "from hydra import compose, initialize_config_module\n"
         "from omegaconf import OmegaConf\n"
-        "from vgrun.config import register, validate\n"
-        "from vgrun import train\n"
-        "register()\n"
+        "from vgrun.config.schema import validate\n"
+        "from vgrun.cli.main import register_schema\n"
+        "from vgrun.training import program\n"
+        "register_schema()\n"
         "for ov in (['model=lstm', 'depth=2'], ['model=gru', 'depth=2', 'init=orthogonal']):\n"
         "    with initialize_config_module('vgrun.conf', version_base=None):\n"
         "        d = compose('config', overrides=ov + ['data=adding', 'seq_len=20'])\n"
-        "    prog = train.make_train(validate(OmegaConf.to_object(d)))\n"
+        "    prog = program.make_train(validate(OmegaConf.to_object(d)))\n"
         "    for seed in range(3):\n"
         "        params = prog.init(jax.random.PRNGKey(seed)).params\n"
         "        assert all(np.isfinite(np.asarray(v)).all() for v in jax.tree_util.tree_leaves(params))\n"

@@ -14,7 +14,7 @@ TINY = ["width=8", "batch_size=16", "steps=20", "chunks=1", "act=tanh"]
 
 
 def vgrun(args, cwd, env=None, wait=True):
-    cmd = [sys.executable, "-m", "vgrun.cli", *args]
+    cmd = [sys.executable, "-m", "vgrun.cli.main", *args]
     kw = dict(cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     if not wait:
         return subprocess.Popen(cmd, **kw)
@@ -236,7 +236,7 @@ def test_a_joblib_worker_exits_with_its_code_and_its_log_but_without_the_teardow
     script = f"""
 import atexit, logging, sys
 atexit.register(lambda: print("teardown", flush=True))
-from vgrun import cli
+from vgrun.cli import main as cli
 logging.basicConfig(filename={str(log)!r}, level=logging.INFO)
 logging.getLogger("vgrun").info("the job's last line")
 atexit.register(cli._worker_exit)
@@ -259,9 +259,9 @@ def test_submitit_local_launcher(tmp_path):
 def test_launcher_configs_compose():
     from hydra import compose, initialize_config_module
 
-    from vgrun.config import register
+    from vgrun.cli.main import register_schema
 
-    register()
+    register_schema()
     with initialize_config_module("vgrun.conf", version_base=None):
         slurm = compose("config", overrides=["hydra/launcher=slurm"], return_hydra_config=True).hydra.launcher
         cores = compose("config", overrides=["hydra/launcher=cores"], return_hydra_config=True).hydra.launcher
@@ -270,7 +270,7 @@ def test_launcher_configs_compose():
 
 
 def test_job_folder_names_stay_single_and_short():
-    from vgrun.sweep import job_dir
+    from vgrun.sweeps.sweep import job_dir
 
     assert job_dir("act=relu,depth=20") == "act=relu,depth=20"
     assert job_dir("") == "default"
@@ -287,8 +287,8 @@ def test_setup_jax_leaves_no_thread_pinned_to_the_first_core():
         return  # one core: nothing to spread over
     code = """if True:
         import os
-        from vgrun.cli import setup_jax
-        from vgrun.config import Config
+        from vgrun.training.backend import setup as setup_jax
+        from vgrun.config.schema import Config
         setup_jax(Config())
         import jax.numpy as jnp
         x = jnp.ones((64, 64)); (x @ x).block_until_ready()

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vgrun.tasks import KINDS, TASKS, Task, make, task_loss
+from vgrun.data.tasks import KINDS, TASKS, Task, make, task_loss
 
 KEY = jax.random.PRNGKey(0)
 B = 4096

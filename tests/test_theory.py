@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vgrun import theory
-from vgrun.config import Config, InitConfig
-from vgrun.data import Dataset
-from vgrun.diagnose import per_layer_factor
-from vgrun.problem import from_data
-from vgrun.train import make_train
+from vgrun.science import theory
+from vgrun.config.schema import Config, InitConfig
+from vgrun.data.datasets import Dataset
+from vgrun.science.verdict import per_layer_factor
+from vgrun.data.problem import from_data
+from vgrun.training.program import make_train
 
 
 def test_relu_he_is_critical():
@@ -70,7 +70,7 @@ def test_linear_chi_is_sigma_w2_and_q_grows_without_bound_above_one():
 
 @pytest.mark.parametrize("act,sw2,sb2", [("hard_tanh", 1.5, 0.0), ("tanh", 1.5, 0.05), ("sigmoid", 1.0, 0.0), ("elu", 1.2, 0.1)])
 def test_against_monte_carlo(act, sw2, sb2):
-    from vgrun.activations import ACTIVATIONS
+    from vgrun.nn.activations import ACTIVATIONS
 
     p = theory.predict(act, sw2, sb2)
     z = np.random.default_rng(0).standard_normal(4_000_000)

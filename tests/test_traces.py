@@ -4,7 +4,7 @@ import numpy as np
 import optax
 import pytest
 
-from vgrun.traces import cond_all, global_norm, safe_norm
+from vgrun.probes.layers import cond_all, global_norm, safe_norm
 
 
 def test_tiny_entries_give_their_true_norm_not_zero():

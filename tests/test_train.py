@@ -2,10 +2,12 @@ import jax
 import numpy as np
 import pytest
 
-from vgrun import data as datasets
-from vgrun import train
-from vgrun.config import Config, DataConfig, InitConfig, ModelConfig, OptimizerConfig
-from vgrun.names import DATASETS, NORMS, OPTIMIZERS, SCHEDULES
+from vgrun.data import datasets
+from vgrun.training import loop as train
+from vgrun.training.cache import ProgramCache
+from vgrun.training import program
+from vgrun.config.schema import Config, DataConfig, InitConfig, ModelConfig, OptimizerConfig
+from vgrun.config.names import DATASETS, NORMS, OPTIMIZERS, SCHEDULES
 
 
 def small(**kw) -> Config:
@@ -104,23 +106,22 @@ def test_float64_measures_below_float32_range():
 
 def test_jobs_of_one_signature_share_a_compiled_program_and_get_their_own_results():
     """A sweep's later jobs reuse the program of an earlier one with the same static
-    signature (vgrun.hyper); their results equal those of a fresh program."""
+    signature (vgrun.config.hyper); their results equal those of a fresh program."""
     a = small(optimizer=OptimizerConfig(lr=0.05), seed=3)
     b = small(optimizer=OptimizerConfig(lr=0.2), seed=4)
-    train._PROGRAMS.clear()
-    first = run(a)
-    (program, compiled), = train._PROGRAMS.values()
-    shared = run(b)  # b's program is a's
-    (program_b, compiled_b), = train._PROGRAMS.values()
+    cache = ProgramCache(keep=4)
+    first = train.run(a, cache=cache)
+    (program, compiled), = cache.entries()
+    shared = train.run(b, cache=cache)  # b's program is a's
+    (program_b, compiled_b), = cache.entries()
     assert program_b is program and compiled_b is compiled and len(compiled) == 3
-    train._PROGRAMS.clear()
-    alone = run(b)
+    alone = train.run(b, cache=ProgramCache(keep=4))
     for f in alone.traces._fields:
         np.testing.assert_array_equal(getattr(shared.traces, f), getattr(alone.traces, f))
     np.testing.assert_array_equal(shared.metrics["loss"], alone.metrics["loss"])
     assert not np.array_equal(first.metrics["loss"], alone.metrics["loss"])
-    run(small(depth=4))  # another signature: another program
-    assert len(train._PROGRAMS) == 2
+    train.run(small(depth=4), cache=cache)  # another signature: another program
+    assert len(cache) == 2
 
 
 def test_update_norms_when_the_output_update_overflows():
@@ -130,12 +131,12 @@ def test_update_norms_when_the_output_update_overflows():
     (a finite |update_l| for the finite layers, not inf or NaN for every layer)."""
     import jax.numpy as jnp
 
-    from vgrun.problem import from_data
+    from vgrun.data.problem import from_data
 
     cfg = Config(depth=2, width=4, act="linear", batch_size=8, steps=1, chunks=1, optimizer=OptimizerConfig(lr=1e38))
     x = np.random.default_rng(0).uniform(0.5, 1.0, (8, 3)).astype(np.float32)
     y = np.arange(8, dtype=np.int32) % 2
-    prog = train.make_train(cfg, from_data(datasets.Dataset(x, y, x, y, 2, True), jnp.float32))
+    prog = program.make_train(cfg, from_data(datasets.Dataset(x, y, x, y, 2, True), jnp.float32))
     # h_0 ~ 20, h_1 ~ 80, logits ~ 0.1: dW_out ~ 40, its update 4e39 = inf; dW_hid ~ 0.02 and dW_inp ~ 0.003
     params = {"inp": {"w": jnp.full((3, 4), 10.0), "b": jnp.zeros(4)},
               "hid": {"w": jnp.ones((1, 4, 4)), "b": jnp.zeros((1, 4))},

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 import vgrun
-from vgrun import hyper, train
-from vgrun.config import Config
+from vgrun.config import hyper
+from vgrun.training import loop as train
+from vgrun.config.schema import Config
 
 BASE = Config(depth=3, width=16, steps=40, chunks=2, batch_size=32)
 
@@ -89,7 +90,7 @@ def test_recurrent_members_equal_their_runs_alone():
 
 
 def cli(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "vgrun.cli", *args], cwd=cwd, capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "vgrun.cli.main", *args], cwd=cwd, capture_output=True, text=True,
                           timeout=600)
 
 

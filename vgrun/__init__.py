@@ -1,7 +1,21 @@
-"""vgrun: a command-line laboratory for the vanishing and exploding gradient problem."""
+"""vgrun: a command-line laboratory for the vanishing and exploding gradient problem.
 
-from vgrun.compare import load_table
-from vgrun.store import load_run, load_runs
+The public API (see vgrun.api): compose, train, diagnose, save, load_run, load_runs, load_table.
+Imported on first use, so `import vgrun` stays light.
+"""
 
-__all__ = ["load_run", "load_runs", "load_table"]
 __version__ = "0.1.0"
+
+_API = {
+    "compose": "vgrun.api", "train": "vgrun.api", "diagnose": "vgrun.api", "save": "vgrun.api", "Run": "vgrun.api",
+    "load_run": "vgrun.io.store", "load_runs": "vgrun.io.store", "load_table": "vgrun.io.table",
+}
+__all__ = list(_API)
+
+
+def __getattr__(name: str):
+    if name in _API:
+        import importlib
+
+        return getattr(importlib.import_module(_API[name]), name)
+    raise AttributeError(f"module 'vgrun' has no attribute {name!r}")

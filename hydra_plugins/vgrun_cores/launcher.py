@@ -2,7 +2,7 @@
 
     vgrun -m hydra/launcher=cores depth=5,10,20,40 act=sigmoid,tanh,relu
 
-One single-threaded XLA process per core (vgrun/cores.py pins each to a core of its own),
+One single-threaded XLA process per core (vgrun.training.cores pins each to a core of its own),
 on joblib's process pool (loky), as Hydra's joblib launcher does, with one difference: the
 process that launched the sweep is one of them. It trains jobs itself, in-process as
 Hydra's basic launcher does, while `n_jobs - 1` pool workers train the others; every
@@ -72,10 +72,10 @@ def _run(hydra_context: HydraContext, config: DictConfig, task_function: TaskFun
 
 def _in_worker(idx: int, overrides, payload: bytes) -> JobReturn:
     """A pool worker's job. The worker was started by the launching process, perhaps while that
-    was pinned to its own core: it takes back the whole affinity first (vgrun/cores.py pins it)."""
+    was pinned to its own core: it takes back the whole affinity first (vgrun.training.cores pins it)."""
     import pickle
 
-    from vgrun.cores import pin_all
+    from vgrun.training.cores import pin_all
 
     hydra_context, config, task_function, singleton_state, affinity = pickle.loads(payload)
     if affinity is not None:
@@ -151,11 +151,11 @@ class CoresLauncher(Launcher):
 
     def _crashed(self, idx: int, overrides, exc: BaseException) -> JobReturn:
         """A job whose worker died: recorded failed (summary.json, with the reason), as a job that raised
-        is (vgrun/job.py): a result of the sweep, which goes on and exits 1."""
-        from vgrun import store
-        from vgrun.cli import EXIT_FAILED
-        from vgrun.job import read_summary, stop_sweep
-        from vgrun.sweep import job_run_dir
+        is (vgrun.sweeps.job): a result of the sweep, which goes on and exits 1."""
+        from vgrun.io import store
+        from vgrun.cli.main import EXIT_FAILED
+        from vgrun.sweeps.job import read_summary, stop_sweep
+        from vgrun.sweeps.sweep import job_run_dir
 
         sweep_config = _sweep_config(self.hydra_context, self.config, idx, overrides)
         run_dir = job_run_dir(sweep_config)

@@ -4,7 +4,7 @@ Hydra's BasicSweeper composes the whole config of every job of a batch before la
 any, to catch composition errors early: ~0.08 s a job (a 16-job sweep on 2 cores started
 its first job 1.8 s after launch; 0.9 s with this sweeper). Jobs that differ only in the
 values of plain schema keys (`optimizer.lr=0.01,0.03 seed=0,1,2`) compose alike, and
-every value is checked against the schema by `vgrun.overrides.check` (types, named
+every value is checked against the schema by `vgrun.config.overrides.check` (types, named
 choices), as on the command line (a bad one, say from a preset's swept values, is the
 command line's one-line error). So one job is composed per distinct set of its other
 overrides (group choices, hydra keys, additions, deletions).
@@ -29,16 +29,16 @@ ConfigStore.instance().store(group="hydra/sweeper", name="vgrun", node=VgrunSwee
 
 def composition_signature(overrides: Sequence[str]) -> tuple:
     """The overrides of a job that can change how its config composes."""
-    from vgrun.overrides import is_value_key
+    from vgrun.config.overrides import is_value_key
 
     return tuple(o for o in overrides if not is_value_key(o.split("=", 1)[0]))
 
 
 class VgrunSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
-        from vgrun.cli import bad_input
-        from vgrun.config import ConfigError
-        from vgrun.overrides import check
+        from vgrun.cli.main import bad_input
+        from vgrun.config.schema import ConfigError
+        from vgrun.config.overrides import check
 
         composed = set()
         for overrides in batch:

@@ -50,9 +50,9 @@ class VectorizedLauncher(Launcher):
         return sweep_config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from vgrun import vectorize
-        from vgrun.cli import console, to_config
-        from vgrun.sweep import job_run_dir
+        from vgrun.sweeps import vectorize
+        from vgrun.cli.main import console, to_config
+        from vgrun.sweeps.sweep import job_run_dir
 
         setup_globals()
         configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
@@ -69,13 +69,15 @@ class VectorizedLauncher(Launcher):
             except Exception:  # a bad job (ConfigError, ...) fails in run_job, on its own, as usual
                 cfg = None
             jobs.append((run_dir, cfg))
-        counts = vectorize.prepare(jobs, self.max_members, console)
+        trained, counts = vectorize.prepare(jobs, self.max_members, console)
         log.info("Launching %d jobs (%d of them in %d vectorized groups)", counts["jobs"], counts["vectorized"],
                  counts["groups"])
         runs: List[JobReturn] = []
         for idx, (overrides, sweep_config) in enumerate(zip(job_overrides, configs)):
             log.info(f"\t#{initial_job_idx + idx} : {' '.join(filter_overrides(overrides))}")
-            runs.append(run_job(hydra_context=self.hydra_context, task_function=self.task_function,
-                                config=sweep_config, job_dir_key="hydra.sweep.dir", job_subdir_key="hydra.sweep.subdir"))
+            with vectorize.handing(trained):
+                runs.append(run_job(hydra_context=self.hydra_context, task_function=self.task_function,
+                                    config=sweep_config, job_dir_key="hydra.sweep.dir",
+                                    job_subdir_key="hydra.sweep.subdir"))
             configure_log(self.config.hydra.hydra_logging, self.config.hydra.verbose)
         return runs

@@ -1,0 +1,274 @@
+"""`vgrun key=value ...`: compose (Hydra), validate, train, write the run folder, print.
+
+Hydra, omegaconf and rich live here and in the reporting code only. JAX is imported
+after validation, so bad input is rejected in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vgrun.config.names import RECURRENT
+from vgrun.config.schema import Config, ConfigError, validate
+from vgrun.sweeps import sweep
+from vgrun.sweeps.outcome import OUTCOME, Outcome, outcome
+from vgrun.training import backend
+from vgrun.training.cache import ProgramCache
+from vgrun.viz.preload import preload
+
+# here, not in main(): a sweep worker (joblib, submitit) imports this module to unpickle its
+# task, and resolves the job's folder (hydra.sweep.dir) before calling it
+sweep.register_resolvers()
+
+console = Console(stderr=False)
+err = Console(stderr=True)
+
+EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130
+EXIT_FAILED = 1  # a run that raised, or a sweep with a failed job
+PROGRAMS = ProgramCache(keep=4)  # this process's compiled programs: a sweep's later jobs reuse them
+
+
+def register_schema() -> None:
+    """The schema (vgrun.config.schema.Config) in Hydra's ConfigStore, as `vgrun_schema`."""
+    from hydra.core.config_store import ConfigStore
+
+    ConfigStore.instance().store(name="vgrun_schema", node=Config)
+
+
+class StopFlag:
+    """SIGINT / SIGTERM ask the run to stop after the chunk in flight; a second one forces it."""
+
+    def __init__(self):
+        self.signum = None
+        for s in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(s, self._handle)
+
+    def _handle(self, signum, frame):
+        if self.signum is not None:
+            raise KeyboardInterrupt
+        self.signum = signum
+
+    def __call__(self) -> bool:
+        return self.signum is not None
+
+
+def bad_input(e: ConfigError) -> None:
+    """One line naming the key, the bad value and the valid choices; exit 2, no traceback."""
+    err.print(f"[bold red]vgrun: error:[/] {e}", highlight=False, soft_wrap=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def to_config(dcfg: DictConfig) -> Config:
+    cfg = OmegaConf.to_object(dcfg)
+    return validate(cfg)
+
+
+def run_job(dcfg: DictConfig) -> int:
+    """One job. In a sweep a job that raises is a result (`failed`, see vgrun.sweeps.job) and the sweep goes on;
+    a single run that raises exits 1 with one line (the traceback goes to its log)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from vgrun.training.cores import CoreClaim
+    from vgrun.sweeps.job import Job
+    from vgrun.io.store import config_dict
+
+    job = Job.current()
+    try:
+        cfg = to_config(dcfg)
+    except ConfigError as e:
+        if not job.multirun:
+            bad_input(e)
+        return _failed(job, e, None, bool(dcfg.get("fail_fast")))
+    config = config_dict(cfg)
+    skip = job.skip_reason(config)
+    if skip:
+        job.skipped(skip, config)
+        console.print(f"skipped {job.run_dir.name}: {skip}", highlight=False)
+        return 0
+    # parallel workers: one core each, claimed before JAX starts its threads (vgrun.training.cores)
+    launcher = str(HydraConfig.get().launcher.get("_target_", ""))
+    parallel = job.multirun and not sweep.in_process(launcher)
+    core = CoreClaim().claim() if parallel and cfg.threads == 1 else None
+    try:
+        return train_job(cfg, job.run_dir)
+    except ConfigError as e:  # found only once JAX is up: device=gpu without one, cma_es on a large net
+        if not job.multirun:
+            bad_input(e)
+        return _failed(job, e, config, cfg.fail_fast)
+    except Exception as e:  # anything: a bug, out of memory, a missing file; Ctrl-C and exits pass through
+        return _failed(job, e, config, cfg.fail_fast)
+    finally:
+        if core is not None:
+            core.release()
+        if parallel and sweep.in_pool_worker():  # the last exit handler, so the first to run: after every
+            atexit.unregister(_worker_exit)  # handler this job's imports (JAX, matplotlib, ...) registered
+            atexit.register(_worker_exit)
+
+
+def _worker_exit() -> None:
+    """A joblib worker's exit without the interpreter's teardown (its JAX backend and module graph:
+    slow, and the sweep waits; see benchmarks/README.md). The worker has returned its last
+    result and flushed its queues (multiprocessing does that before atexit), and every file of
+    its jobs is written, atomically, and closed. The exit code is loky's (its worker script's `exitcode`), else 0."""
+    code = getattr(sys.modules.get("__main__"), "exitcode", 0)
+    _quick_exit(code if isinstance(code, int) else 0)
+
+
+def _failed(job, e: Exception, config, fail_fast: bool) -> int:
+    message = job.failed(e, config, fail_fast)
+    err.print(f"[bold red]vgrun: error:[/] {job.run_dir.name} failed: {message} (traceback in {job.log_path()})",
+              highlight=False, soft_wrap=True)
+    if not job.multirun:
+        sys.exit(EXIT_FAILED)
+    return EXIT_FAILED
+
+
+def train_job(cfg: Config, run_dir: Path) -> int:
+    stop = StopFlag()
+    t_start = time.perf_counter()
+    backend.setup(cfg)
+    loading = preload()  # after JAX's backend started: the two imports overlapping can hang (benchmarks/README.md)
+    if cfg.model.name == "doya":
+        return run_doya(cfg, run_dir, t_start)
+
+    from vgrun.config import hyper
+    from vgrun.io import record, store
+    from vgrun.sweeps import vectorize
+    from vgrun.training import loop as train
+    from vgrun.viz.console import print_run
+    from vgrun.viz.plots import gradient_flow, gradient_through_time
+
+    summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg)}
+    store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
+    recurrent = cfg.model.name in RECURRENT
+    title = f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} opt={cfg.optimizer.name}"
+    if recurrent:
+        title = f"{cfg.model.name} width={cfg.width} act={cfg.act} data={cfg.data.name} seq_len={cfg.seq_len}"
+    done = vectorize.take(run_dir)  # trained already, with other jobs in one vmapped program
+    if done is None:
+        with Progress(
+            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), console=console, transient=False,
+        ) as progress:
+            task = progress.add_task("compiling", total=cfg.steps, info="")
+
+            def on_chunk(i, prog, m):
+                progress.update(task, description="training", completed=i * prog.chunk_steps,
+                                info=f"loss {m['loss'][-1]:.4f}")
+
+            results = train.run_members(cfg, [hyper.values(cfg)] * cfg.seeds, on_chunk=on_chunk, should_stop=stop,
+                                        cache=PROGRAMS)
+        group = {"members": cfg.seeds}
+    else:
+        results, group = done
+    loading.join()
+    summary, med = record.write(cfg, results, run_dir, summary, recurrent)
+    plot = gradient_through_time if recurrent else gradient_flow
+    plot(run_dir / "gradient_flow.png", med.traces, cfg.trace_every, title,
+         spread=None if len(results) == 1 else [r.traces for r in results])
+    res = results[0]
+    steps = len(med.metrics["loss"])  # this job's own steps (every member of its program advanced as fast)
+    summary["timing"] = {
+        "wall_s": time.perf_counter() - t_start,
+        "compile_s": res.compile_s,
+        "train_s": res.train_s,
+        "steps_per_s": steps / res.train_s if res.train_s > 0 else None,
+        **group,
+    }
+    store.write_summary(run_dir, summary)
+    print_run(console, cfg, summary, med.traces, run_dir, recurrent)
+    if summary.get("pretrain"):  # vgrun.training.pretrain: what the pretraining phase did
+        from vgrun.training.pretrain import summary_line
+
+        console.print(summary_line(cfg, summary["pretrain"]), highlight=False, soft_wrap=True)
+    if summary["status"] == "interrupted":
+        err.print(f"interrupted after {summary['steps_done']} steps: partial run written to {run_dir}")
+        sys.exit(EXIT_INTERRUPTED)
+    return 0
+
+
+def run_doya(cfg: Config, run_dir: Path, t_start: float) -> int:
+    """model=doya: the one-neuron analysis instead of training."""
+    from rich.panel import Panel
+
+    from vgrun.io import store
+    from vgrun.science import doya
+    from vgrun.viz.doya import plot
+
+    summary = {"status": "running", "config": store.config_dict(cfg)}
+    store.write_summary(run_dir, summary)
+    with console.status("Doya's one-neuron network: bifurcations, loss landscape, gradient descent"):
+        analysis = doya.analyze(cfg.doya)
+        plot(analysis, run_dir / "doya.png")
+    result = doya.summary(analysis)
+    summary.update(status="completed", doya=result, timing={"wall_s": time.perf_counter() - t_start})
+    store.write_summary(run_dir, summary)
+    console.print(Panel("\n".join(doya.summary_lines(result)), title=f"doya w={cfg.doya.w}", title_align="left"))
+    console.print(f"files: [bold]{run_dir}[/] (summary.json, doya.png)")
+    return 0
+
+
+@hydra.main(version_base=None, config_path="../conf", config_name="config")
+def _hydra_main(dcfg: DictConfig) -> int:
+    from vgrun.sweeps import claims
+
+    try:
+        claims.check_form(dcfg)  # a malformed claim is bad input, caught before training (sweeps: on_multirun_start)
+    except ConfigError as e:
+        bad_input(e)
+    code = run_job(dcfg)
+    claims.after_job(dcfg)  # a single run judges its preset's claims; a sweep's are judged by ClaimsCallback
+    from vgrun.sweeps.job import Job
+
+    outcome().lone_run = not Job.current().multirun  # main may then skip the interpreter's teardown
+    return code
+
+
+def _quick_exit(code: int = 0) -> None:
+    """Exit without the interpreter's teardown (JAX's backend, the threads and module
+    graph of hydra, matplotlib, pandas: a noticeable share of a short job; see
+    benchmarks/README.md). Every file of the run is written, atomically, and closed by now;
+    logs and streams are flushed here."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def main() -> None:
+    from vgrun.config import overrides
+
+    try:
+        overrides.check(sys.argv[1:])
+        sweep.check_args(sys.argv[1:])
+    except ConfigError as e:
+        bad_input(e)
+    register_schema()
+    OUTCOME.set(ended := Outcome())
+    _hydra_main()
+    # set by SweepSummary after writing the summary, and by after_job or ClaimsCallback (Hydra swallows a callback's exit)
+    code = EXIT_FAILED if ended.failed_jobs or ended.claims_failed else 0
+    if ended.lone_run or ended.ended_here:  # every file written, no worker or pool of ours left running
+        _quick_exit(code)
+    sys.exit(code)  # joblib's and submitit's launchers: their pools and workers shut down in order
+
+
+if __name__ == "__main__":
+    # run the imported module, not __main__: sweep workers (joblib, submitit) unpickle the task as vgrun.cli.main._hydra_main
+    from vgrun.cli.main import main as _main
+
+    _main()

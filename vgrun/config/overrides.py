@@ -1,0 +1,95 @@
+"""Check command-line overrides against the schema before Hydra composes them.
+
+Hydra rejects bad input too, but in several lines, without the valid keys, and with a
+hint about stack traces. This pass gives one line per mistake: the key, the bad value,
+and what would be valid. Ranges (depth > 0, ...) are checked after composition by
+`config.validate`, per job.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+from vgrun.config.schema import UNKNOWN, Config, ConfigError
+from vgrun.config.names import ACTS, DEVICES, DTYPES, NORMS
+
+CONF = Path(__file__).parents[1] / "conf"  # vgrun/conf
+GROUPS = ("model", "init", "optimizer", "data", "pretrain", "experiment")  # config groups: chosen by file name
+NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES, "device": DEVICES}  # plain keys with a fixed set of names
+_NUMBER = {int: (int,), float: (int, float)}
+
+
+def group_options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def _fields(cls) -> dict:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _leaf_type(key: str):
+    """The schema type of a dotted key, or raise ConfigError listing the valid keys."""
+    cls, parts = Config, key.split(".")
+    for i, part in enumerate(parts):
+        fields = _fields(cls)
+        if part not in fields:
+            prefix = ".".join(parts[:i])
+            valid = ", ".join(sorted((f"{prefix}.{f}" if prefix else f) for f in fields))
+            raise ConfigError(key, UNKNOWN, f"a known key: {valid}")
+        cls = fields[part]
+    if dataclasses.is_dataclass(cls):
+        raise ConfigError(key, UNKNOWN, f"a key inside {key}: " + ", ".join(f"{key}.{f}" for f in _fields(cls)))
+    return cls
+
+
+def is_value_key(key: str) -> bool:
+    """Whether `key` is a plain key of the schema (`depth`, `optimizer.lr`), not a config group
+    nor anything else: whatever its value, a job's config composes alike, and `check` judges
+    the value."""
+    if key in GROUPS:
+        return False
+    try:  # +key, ~key, hydra/launcher, hydra.*: not schema keys either
+        _leaf_type(key)
+    except ConfigError:
+        return False
+    return True
+
+
+def _check_value(key: str, typ, value) -> None:
+    optional = typing.get_origin(typ) is typing.Union and type(None) in typing.get_args(typ)
+    if optional:
+        if value is None:
+            return
+        typ = next(t for t in typing.get_args(typ) if t is not type(None))
+    if key in NAMED and value not in NAMED[key]:
+        raise ConfigError(key, value, "one of " + ", ".join(NAMED[key]))
+    if typ in _NUMBER and (isinstance(value, bool) or not isinstance(value, _NUMBER[typ])):
+        raise ConfigError(key, value, f"{'an integer' if typ is int else 'a number'}" + (" or null" if optional else ""))
+    if typ is bool and not isinstance(value, bool):
+        raise ConfigError(key, value, "true or false")
+    if typing.get_origin(typ) is list and not isinstance(value, list):
+        raise ConfigError(key, value, "a list, e.g. [...] (expect: a list of claims, see vgrun/claims.py)")
+
+
+def check(args: list[str]) -> None:
+    """Raise ConfigError for the first bad override among command-line `args`."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
+    for o in overrides:
+        key = o.key_or_group
+        if o.is_hydra_override() or key.startswith("hydra/") or o.is_delete():
+            continue
+        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        if key in GROUPS:
+            options = group_options(key)
+            for v in values:
+                if str(v) not in options:
+                    raise ConfigError(key, v, "one of " + ", ".join(options))
+            continue
+        typ = _leaf_type(key)
+        for v in values:
+            _check_value(key, typ, v)

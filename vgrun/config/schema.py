@@ -1,0 +1,239 @@
+"""The config schema (plain dataclasses) and its validation.
+
+The YAML under `conf/` is pure data; these dataclasses are its schema, registered in
+Hydra's ConfigStore by `register()` so a mistyped value (`optimizer.lr=abc`) or an
+unknown key fails at composition. Names (activation, init, ...) are checked against
+the registries by `validate`, which raises `ConfigError` naming the key, the bad value
+and the valid choices. Nothing here imports JAX.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, List, Optional
+
+from vgrun.config.names import (ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RECURRENT, RNN_FORMS,
+                         SCHEDULES, TASKS)
+from vgrun.config.names import DEVICES, GRADIENT_FREE, PRETRAIN
+
+
+UNKNOWN = object()  # the value of a key that does not exist
+
+
+class ConfigError(ValueError):
+    """A bad config value: `key`, the `value` given and what would be valid."""
+
+    def __init__(self, key: str, value, valid: str):
+        self.key, self.value, self.valid = key, value, valid
+        if value is UNKNOWN:
+            super().__init__(f"unknown key {key!r}; expected {valid}")
+        else:
+            super().__init__(f"{key}={value!r} is not valid; expected {valid}")
+
+
+@dataclass
+class ModelConfig:
+    name: str = "mlp"  # mlp | resmlp | rnn | lstm | gru | doya
+    res_scale: float = 1.0  # resmlp block: h + res_scale * f(h)
+    form: str = "standard"  # rnn: standard h_t = act(W h + U u + b) | pascanu x_t = W act(x) + U u + b
+    rec_init: str = "normal"  # W_rec: normal (std rec_gain/sqrt(H)) | orthogonal | identity
+    rec_gain: float = 1.0
+    rec_radius: Optional[float] = None  # rescale W_rec to this spectral radius
+    rec_sigma_max: Optional[float] = None  # or to this largest singular value
+    forget_bias: float = 1.0  # lstm forget-gate bias (Gers et al. 2000)
+
+
+@dataclass
+class InitConfig:
+    name: str = "xavier"
+    gain: float = 1.0  # multiplies the scheme's std
+    std: Optional[float] = None  # absolute weight std; overrides the scheme and gain
+    mean: Optional[float] = None  # weight mean; overrides the scheme's (0, or yilmaz_poli's)
+    sigma_w: float = 1.0  # `normal` only: W ~ N(0, sigma_w^2 / fan_in)
+    sigma_b: float = 0.0  # bias std (all schemes)
+
+
+@dataclass
+class OptimizerConfig:
+    name: str = "sgd"
+    lr: float = 0.03
+    momentum: float = 0.9  # momentum
+    b1: float = 0.9  # adam
+    b2: float = 0.999  # adam
+    eps: float = 1e-8  # adam, rmsprop
+    decay: float = 0.9  # rmsprop
+    eta_minus: float = 0.5  # rprop (Riedmiller & Braun 1993 defaults)
+    eta_plus: float = 1.2  # rprop
+    schedule: str = "constant"  # constant | cosine | exponential | warmup_cosine
+    warmup_steps: int = 0  # warmup_cosine
+    decay_rate: float = 0.01  # exponential: lr * decay_rate ** (step / steps)
+    clip_norm: Optional[float] = None  # clip by global norm (Pascanu et al. 2013)
+    clip_value: Optional[float] = None  # clip each entry to [-v, v]
+    popsize: int = 64  # gradient-free (vgrun/evolve.py): candidate networks per generation
+    sigma: float = 0.02  # gradient-free: std of the weight perturbations (ga mutation, ES search std)
+
+
+@dataclass
+class DataConfig:
+    name: str = "digits"  # digits | spirals | teacher
+    test_frac: float = 0.25  # held-out share
+    n_samples: int = 2000  # synthetic tasks
+    in_dim: int = 16  # teacher input size
+    out_dim: int = 4  # teacher output size
+    n_classes: int = 3  # spirals: arms
+    noise: float = 0.1  # label / coordinate noise for synthetic tasks
+    teacher_depth: int = 2  # teacher: hidden layers of the random tanh teacher
+    teacher_width: int = 32
+
+
+@dataclass
+class PretrainConfig:
+    """Greedy layer-wise pretraining of the hidden layers before fine-tuning (vgrun/pretrain.py)."""
+
+    name: str = "none"  # none | autoencoder (Bengio et al. 2007) | rbm (Hinton, Osindero & Teh 2006)
+    steps: int = 500  # updates per layer
+    lr: float = 0.1  # SGD step (autoencoder) / CD learning rate (rbm)
+    batch_size: int = 64
+    k: int = 1  # rbm: Gibbs steps of CD-k
+    log_every: int = 50  # reconstruction error recorded every this many updates (divides steps)
+
+
+@dataclass
+class DiagnosisConfig:
+    vanish_ratio: float = 1e-2  # |delta_first| / |delta_last| below this: vanishing
+    explode_ratio: float = 1e2  # above this: exploding
+    sat_tol: float = 0.1  # a unit is saturated where |phi'(z)| < sat_tol * sup|phi'| on the whole batch
+    sat_frac: float = 0.5  # "many saturated units" above this share
+    stall_frac: float = 0.9  # "loss stalls": final loss above this share of the initial
+    memory_ratio: float = 1e-3  # recurrent: effective memory = horizon where |dL/dh_t| > this * |dL/dh_T|
+
+
+@dataclass
+class DoyaConfig:
+    """Doya (1993)'s one-neuron network x_{t+1} = (1-eps) x_t + eps sigmoid(w x_t + b) + eps w_in u_t."""
+
+    w: float = 5.0  # self-connection weight (bistable for a range of b when w > 4)
+    eps: float = 0.1  # Euler step of the continuous dynamics
+    w_in: float = 0.0  # input weight w' (u = 0 in the loss landscape)
+    horizon: int = 300  # T, time steps simulated for the loss (eps * T time constants)
+    x0: float = 0.5  # initial state
+    target: float = 0.855  # L(b) = (target - x(T))^2
+    b_min: float = -4.0  # loss landscape and bifurcation diagram over b in [b_min, b_max]
+    b_max: float = -1.0
+    n_b: int = 3001
+    gd_b0: float = -2.0  # gradient descent on b starts here (above the cliff)
+    gd_lr: float = 5.0  # large enough to reach the cliff within gd_steps (0.05 creeps: |dL/db| ~ 0.014 at b0)
+    gd_steps: int = 50
+
+
+@dataclass
+class Config:
+    model: ModelConfig = field(default_factory=ModelConfig)
+    init: InitConfig = field(default_factory=InitConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    diagnosis: DiagnosisConfig = field(default_factory=DiagnosisConfig)
+    doya: DoyaConfig = field(default_factory=DoyaConfig)
+    pretrain: PretrainConfig = field(default_factory=PretrainConfig)
+    depth: int = 10  # hidden layers (recurrent: stacked recurrent layers)
+    width: int = 128  # units per hidden layer
+    seq_len: int = 50  # recurrent tasks: sequence length T
+    act: str = "tanh"
+    norm: str = "none"  # none | batchnorm | layernorm
+    steps: int = 2000
+    batch_size: int = 128
+    seed: int = 0
+    seeds: int = 1  # train seeds seed .. seed+seeds-1 as one vmapped program (one run folder, a `seed` column)
+    dtype: str = "float32"  # float64 measures gradients far below float32's range
+    trace_every: int = 1  # record per-layer traces every k steps
+    chunks: int = 20  # the run is scanned in chunks: progress, Ctrl-C and held-out metrics between chunks
+    bn_momentum: float = 0.9  # batchnorm running statistics
+    threads: int = 1  # XLA CPU threads; 1 is fastest for small nets (see README)
+    device: str = "auto"  # auto (JAX's default backend) | cpu | gpu
+    fail_fast: bool = False  # -m: stop the sweep at the first failed job (later jobs are skipped)
+    resume: Optional[str] = None  # -m: a sweep folder to finish: skip its completed/diverged jobs, rerun the rest
+    expect: List[Any] = field(default_factory=list)  # claims a preset makes about its results (vgrun/claims.py)
+    check: bool = True  # judge the `expect` claims after the run or sweep; false: run without judging
+
+
+def _choice(key: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(key, value, "one of " + ", ".join(choices))
+
+
+def _positive(key: str, value) -> None:
+    if not value > 0:
+        raise ConfigError(key, value, "a number > 0")
+
+
+def validate(cfg: Config) -> Config:
+    """Check names against the registries and numbers against their ranges."""
+    _choice("model", cfg.model.name, MODELS)
+    _choice("act", cfg.act, ACTS)
+    _choice("init", cfg.init.name, INIT_NAMES)
+    _choice("norm", cfg.norm, NORMS)
+    _choice("model.form", cfg.model.form, RNN_FORMS)
+    _choice("model.rec_init", cfg.model.rec_init, REC_INITS)
+    _choice("optimizer", cfg.optimizer.name, OPTIMIZERS + GRADIENT_FREE)
+    _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
+    _choice("data", cfg.data.name, DATA)
+    _choice("dtype", cfg.dtype, DTYPES)
+    _choice("device", cfg.device, DEVICES)
+    _validate_remedies(cfg)
+    for key in ("depth", "width", "steps", "batch_size", "trace_every", "chunks", "threads", "seq_len", "seeds"):
+        _positive(key, getattr(cfg, key))
+    for key in ("lr",):
+        _positive(f"optimizer.{key}", getattr(cfg.optimizer, key))
+    for key in ("clip_norm", "clip_value"):
+        value = getattr(cfg.optimizer, key)
+        if value is not None:
+            _positive(f"optimizer.{key}", value)
+    if cfg.init.std is not None and cfg.init.std < 0:
+        raise ConfigError("init.std", cfg.init.std, "a number >= 0")
+    if cfg.init.sigma_b < 0:
+        raise ConfigError("init.sigma_b", cfg.init.sigma_b, "a number >= 0")
+    if not 0 < cfg.data.test_frac < 1:
+        raise ConfigError("data.test_frac", cfg.data.test_frac, "a number in (0, 1)")
+    recurrent, sequential = cfg.model.name in RECURRENT, cfg.data.name in TASKS
+    if recurrent and not sequential:
+        raise ConfigError("data", cfg.data.name, f"a sequence task for model={cfg.model.name}: " + ", ".join(TASKS))
+    if sequential and not recurrent:
+        raise ConfigError("model", cfg.model.name, f"a recurrent model for data={cfg.data.name}: " + ", ".join(RECURRENT))
+    d = cfg.doya
+    if not 0 < d.eps <= 1:  # above 1 the map's slope can turn negative: the stability rule no longer holds
+        raise ConfigError("doya.eps", d.eps, "a number in (0, 1]")
+    if not 0 < d.x0 < 1:
+        raise ConfigError("doya.x0", d.x0, "a number in (0, 1)")
+    if not d.b_min < d.b_max:
+        raise ConfigError("doya.b_max", d.b_max, f"a number > doya.b_min={d.b_min}")
+    for key in ("horizon", "gd_steps", "gd_lr"):
+        _positive(f"doya.{key}", getattr(d, key))
+    if d.n_b < 2:
+        raise ConfigError("doya.n_b", d.n_b, "an integer >= 2")
+    if cfg.steps % cfg.trace_every:
+        raise ConfigError("trace_every", cfg.trace_every, f"a divisor of steps={cfg.steps}")
+    return cfg
+
+
+def _validate_remedies(cfg: Config) -> None:
+    """Gradient-free optimizers and pretraining (vgrun/evolve.py, vgrun/pretrain.py)."""
+    feed_forward = ("mlp", "resmlp")
+    if cfg.optimizer.name in GRADIENT_FREE:
+        _choice(f"model (optimizer={cfg.optimizer.name})", cfg.model.name, feed_forward)
+        if cfg.optimizer.popsize < 2:
+            raise ConfigError("optimizer.popsize", cfg.optimizer.popsize, "an integer >= 2")
+        _positive("optimizer.sigma", cfg.optimizer.sigma)
+    p = cfg.pretrain
+    _choice("pretrain", p.name, PRETRAIN)
+    if p.name == "none":
+        return
+    _choice(f"model (pretrain={p.name})", cfg.model.name, ("mlp",))
+    _choice(f"norm (pretrain={p.name})", cfg.norm, ("none",))
+    if cfg.optimizer.name in GRADIENT_FREE:
+        raise ConfigError("pretrain", p.name, f"none with optimizer={cfg.optimizer.name} (pretraining is followed by backprop)")
+    if p.name == "rbm":  # an RBM's hidden units are Bernoulli with P(h=1) = sigmoid(.)
+        _choice("act (pretrain=rbm)", cfg.act, ("sigmoid",))
+    for key in ("steps", "lr", "batch_size", "k", "log_every"):
+        _positive(f"pretrain.{key}", getattr(p, key))
+    if p.steps % p.log_every:
+        raise ConfigError("pretrain.log_every", p.log_every, f"a divisor of pretrain.steps={p.steps}")

@@ -1,0 +1,127 @@
+"""Every table of a run as a tidy pandas DataFrame: one row per measurement, config values as columns.
+
+    traces   feed-forward: step x layer (TRACE_FIELDS); recurrent: step x layer x time step
+    layers   recurrent: step x layer (|dL/dW_rec|, |W_rec|, spectra, ...)
+    steps    one row per step (loss, accuracy, held-out metrics, gradient norm)
+
+With pretraining, its rows come first (phase "pretrain", negative steps).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from vgrun.probes.layers import TRACE_FIELDS
+from vgrun.probes.time import LAYER_FIELDS, TIME_FIELDS
+
+CONFIG_COLUMNS = ("model", "depth", "width", "act", "init", "norm", "optimizer", "lr", "data", "dtype", "seed",
+                  "batch_size", "seq_len", "clip_norm")
+
+
+def config_columns(cfg) -> dict:
+    return {
+        "model": cfg.model.name,
+        "depth": cfg.depth,
+        "width": cfg.width,
+        "act": cfg.act,
+        "init": cfg.init.name,
+        "norm": cfg.norm,
+        "optimizer": cfg.optimizer.name,
+        "lr": cfg.optimizer.lr,
+        "data": cfg.data.name,
+        "dtype": cfg.dtype,
+        "seed": cfg.seed,
+        "batch_size": cfg.batch_size,
+        "seq_len": cfg.seq_len,
+        "clip_norm": cfg.optimizer.clip_norm,
+    }
+
+
+def traces_frame(cfg, traces, every: int):
+    n_steps, n_layers = np.shape(traces.delta)
+    frame = pd.DataFrame(
+        {
+            "step": np.repeat(np.arange(n_steps) * every, n_layers),
+            "layer": np.tile(np.arange(n_layers), n_steps),
+            "is_output": np.tile(np.arange(n_layers) == n_layers - 1, n_steps),
+            **{f: np.asarray(getattr(traces, f)).reshape(-1).astype(np.float64) for f in TRACE_FIELDS},
+        }
+    )
+    for k, v in config_columns(cfg).items():
+        frame[k] = v
+    return frame
+
+
+def steps_frame(cfg, metrics: dict):
+    frame = pd.DataFrame({k: np.asarray(v, np.float64) for k, v in metrics.items()})
+    frame.insert(0, "step", np.arange(len(frame)))
+    for k, v in config_columns(cfg).items():
+        frame[k] = v
+    return frame
+
+
+def run_frames(cfg, metrics: dict, traces, recurrent: bool = False, pretrain=None) -> dict:
+    """The tables of one run (or of one seed: the `seed` column tells them apart) by name.
+
+    Every row has a `phase`: "train", or with pretraining (`pretrain`, a PretrainLog)
+    "pretrain" (its rows first, at negative steps) and "finetune"."""
+    if recurrent:
+        time, layers = time_frames(traces, cfg.trace_every, config_columns(cfg))
+        tables = {"traces": time, "layers": layers}
+    else:
+        tables = {"traces": traces_frame(cfg, traces, cfg.trace_every)}
+    tables["steps"] = steps_frame(cfg, metrics)
+    for frame in tables.values():
+        frame["phase"] = "train" if pretrain is None else "finetune"
+    if pretrain is not None:
+        pre = dict(zip(("traces", "steps"), pretrain_frames(pretrain, config_columns(cfg))))
+        for name, rows in pre.items():
+            tables[name] = pd.concat([rows, tables[name]], ignore_index=True)
+    return tables
+
+
+def time_frames(traces, every: int, columns: dict):
+    """(time table: step x layer x t, layer table: step x layer) as DataFrames."""
+    s, d, t = np.shape(traces.delta)
+    time = pd.DataFrame({
+        "step": np.repeat(np.arange(s) * every, d * t),
+        "layer": np.tile(np.repeat(np.arange(d), t), s),
+        "t": np.tile(np.arange(t), s * d),
+        "horizon": np.tile(t - 1 - np.arange(t), s * d),
+        **{f: np.asarray(getattr(traces, f), np.float64).reshape(-1) for f in TIME_FIELDS},
+    })
+    layers = pd.DataFrame({
+        "step": np.repeat(np.arange(s) * every, d),
+        "layer": np.tile(np.arange(d), s),
+        **{f: np.asarray(getattr(traces, f), np.float64).reshape(-1) for f in LAYER_FIELDS},
+    })
+    for frame in (time, layers):
+        for k, v in columns.items():
+            frame[k] = v
+    return time, layers
+
+
+def pretrain_frames(log, columns: dict):
+    """(traces rows, steps rows) of the pretraining phase, phase="pretrain", steps counted
+    backwards so fine-tuning starts at step 0: layer l's update s is step (l - depth) * steps + s."""
+    depth, n_layers = log.traces.delta.shape
+    start = -depth * log.steps
+    point_steps = start + np.arange(depth) * log.steps
+    traces = pd.DataFrame({
+        "step": np.repeat(point_steps, n_layers),
+        "layer": np.tile(np.arange(n_layers), depth),
+        "is_output": np.tile(np.arange(n_layers) == n_layers - 1, depth),
+        **{f: np.asarray(getattr(log.traces, f)).reshape(-1).astype(np.float64) for f in TRACE_FIELDS},
+    })
+    n_log = log.recon.shape[1]
+    steps = pd.DataFrame({
+        "step": (start + np.arange(depth)[:, None] * log.steps + (np.arange(n_log)[None] + 1) * log.log_every - 1).reshape(-1),
+        "recon_error": log.recon.reshape(-1).astype(np.float64),
+        "pretrain_layer": np.repeat(np.arange(depth), n_log),
+    })
+    for frame in (traces, steps):
+        frame["phase"] = "pretrain"
+        for k, v in columns.items():
+            frame[k] = v
+    return traces, steps

@@ -1,0 +1,105 @@
+"""The run folder: written atomically, loaded as pandas DataFrames.
+
+    <run>/.hydra/          the composed config (Hydra)
+    <run>/summary.json     status, timings, final metrics, diagnosis
+    <run>/traces.parquet   one row per traced step x layer, plus the key config columns
+    <run>/steps.parquet    one row per step (loss, accuracy, held-out metrics, grad norm)
+    <run>/gradient_flow.png
+
+Parquet because it is columnar, typed, compressed and read by everything (pandas,
+polars, DuckDB, R's arrow); the config columns make many runs concatenate into one
+tidy DataFrame. Every file goes to a temporary name first and is renamed into place,
+so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+import math
+import os
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+
+def atomic_write(path: Path, write) -> None:
+    """write(tmp_path) then rename onto path (atomic on POSIX within one filesystem)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _json_clean(x):
+    if isinstance(x, dict):
+        return {k: _json_clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_clean(v) for v in x]
+    if isinstance(x, (np.floating, float)):
+        x = float(x)
+        return x if math.isfinite(x) else str(x)  # JSON has no inf/nan: "inf", "nan"
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def write_summary(run_dir, summary: dict) -> None:
+    text = json.dumps(_json_clean(summary), indent=2)
+    atomic_write(Path(run_dir) / "summary.json", lambda p: p.write_text(text + "\n"))
+
+
+def write_frames(run_dir, tables: dict) -> None:
+    """name -> DataFrame, each to <run_dir>/<name>.parquet, atomically."""
+    for name, frame in tables.items():
+        atomic_write(Path(run_dir) / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
+
+
+def load_summary(path) -> dict:
+    return json.loads((Path(path) / "summary.json").read_text())
+
+
+def load_run(path, table: str = "traces"):
+    """One run's `traces` (step x layer) or `steps` table, with run, status and verdict columns."""
+    import pandas as pd
+
+    path = Path(path)
+    frame = pd.read_parquet(path / f"{table}.parquet")
+    summary = load_summary(path)
+    frame["run"] = str(path)
+    frame["status"] = summary.get("status")
+    frame["verdict"] = summary.get("diagnosis", {}).get("verdict")
+    return frame
+
+
+def find_runs(paths) -> list[Path]:
+    """Run folders (those holding summary.json) under the given paths or glob patterns."""
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    found: list[Path] = []
+    for p in paths:
+        for match in sorted(globlib.glob(str(p))) or [str(p)]:
+            m = Path(match)
+            if (m / "summary.json").exists():
+                found.append(m)
+            elif m.is_dir():
+                found.extend(sorted(s.parent for s in m.rglob("summary.json")))
+    return found
+
+
+def load_runs(paths, table: str = "traces"):
+    """Every run under `paths` (folders, sweep folders or globs) as one DataFrame."""
+    import pandas as pd
+
+    runs = [r for r in find_runs(paths) if (r / f"{table}.parquet").exists()]
+    if not runs:
+        raise FileNotFoundError(f"no runs with {table}.parquet under {paths}")
+    return pd.concat([load_run(r, table) for r in runs], ignore_index=True)
+
+
+def config_dict(cfg) -> dict:
+    return asdict(cfg)

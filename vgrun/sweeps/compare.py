@@ -1,0 +1,22 @@
+"""The comparison of many runs, printed and written: the table of `vgrun.io.table` and its plots."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from vgrun.io.table import group_table, swept_keys
+
+
+def report(console, frame, out: Path, title: str, by: list[str] | None = None) -> None:
+    """Print the table and write sweep_summary.csv/.md and the plots into `out`."""
+    from vgrun.viz import sweep as sweep_plots
+    from vgrun.viz.table import print_table, write_tables
+
+    out.mkdir(parents=True, exist_ok=True)
+    swept = swept_keys(frame)
+    shown = group_table(frame, by) if by else frame
+    write_tables(out, frame, shown if by else None, swept)
+    print_table(console, shown, by or swept, title, frame)
+    written = sweep_plots.draw(out, frame, by or swept, by=by)
+    console.print(f"files: [bold]{out}[/] (sweep_summary.csv, sweep_summary.md"
+                  + "".join(f", {p.name}" for p in written) + ")", highlight=False)

@@ -1,0 +1,139 @@
+"""Sweeps (`vgrun -m ...`): a fresh folder per sweep, resume, and the summary at the end.
+
+    <sweep>/multirun.yaml              the sweep's config (Hydra)
+    <sweep>/act=relu,depth=20/         one folder per job, named by its overrides
+    <sweep>/sweep_summary.csv, .md     a row per job (SweepSummary, at the end of the sweep)
+    <sweep>/sweep_gradients.png        |delta| against layer (or |dL/dh_t| against t), every job
+    <sweep>/sweep_ratio.png            log10 first/last gradient ratio over two swept axes
+
+The sweep folder is claimed with an exclusive mkdir, so two sweeps started in the same
+microsecond (two processes) get two folders (`...-2`); the job folders inside differ by
+their overrides, which Hydra's sweeper never repeats. `resume=<sweep folder>` runs the
+same sweep into that folder again: jobs whose summary says completed or diverged are
+kept, the rest (failed, skipped, interrupted, running, missing) run again.
+
+`register_resolvers` makes the folder resolvers known to OmegaConf; this module stays
+light (no JAX, no pandas) because every run imports it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import sys
+from pathlib import Path
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig, OmegaConf
+
+from vgrun.config.schema import ConfigError
+from vgrun.sweeps.job import STOP
+from vgrun.sweeps.outcome import outcome
+
+
+
+def sweep_dir(resume, fresh: str) -> str:
+    """The sweep folder: `resume` if given (it must exist), else `fresh`, claimed atomically.
+
+    Hydra caches the value (use_cache), and copies the cache into every job's config,
+    so the whole sweep, joblib workers and submitit jobs included, sees one folder.
+    """
+    if resume not in (None, ""):
+        if not Path(str(resume)).is_dir():
+            raise ConfigError("resume", resume, "an existing sweep folder (one holding multirun.yaml)")
+        return str(resume)
+    base = Path(fresh)
+    base.parent.mkdir(parents=True, exist_ok=True)
+    for i in itertools.count(1):
+        candidate = base if i == 1 else base.with_name(f"{base.name}-{i}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return str(candidate)
+
+
+def job_dir(overrides: str) -> str:
+    """A job's folder name: its overrides (`act=relu,depth=20`), made a safe single name.
+
+    A '/' in a value would nest folders, and a name past the filesystem's 255-byte limit
+    would fail the job's mkdir; a long name keeps its readable start and gains a hash of the whole.
+    """
+    name = overrides.replace("/", "%2F") or "default"
+    if len(name.encode()) > 200:
+        digest = hashlib.sha1(name.encode()).hexdigest()[:12]
+        name = name.encode()[:180].decode(errors="ignore") + "-" + digest
+    return name
+
+
+def register_resolvers() -> None:
+    """${vgrun.sweep_dir:...} and ${vgrun.job_dir:...}, used by conf/config.yaml's hydra.sweep."""
+    OmegaConf.register_new_resolver("vgrun.sweep_dir", sweep_dir, use_cache=True, replace=True)
+    OmegaConf.register_new_resolver("vgrun.job_dir", job_dir, replace=True)
+
+
+def check_args(args: list[str]) -> None:
+    """resume= only with -m, and naming a sweep folder: one clear line before Hydra starts."""
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    for a in args:
+        if a.startswith("resume=") and a != "resume=null":
+            value = a.split("=", 1)[1]
+            if not multirun:
+                raise ConfigError("resume", value, "a sweep folder, with -m (it resumes a sweep)")
+            if not (Path(value) / "multirun.yaml").exists():
+                raise ConfigError("resume", value, "an existing sweep folder (one holding multirun.yaml)")
+
+
+def job_run_dir(sweep_config: DictConfig) -> Path:
+    """The folder of one job of a sweep (its composed config): hydra.sweep.dir / hydra.sweep.subdir."""
+    return Path(str(OmegaConf.select(sweep_config, "hydra.sweep.dir"))) / str(
+        OmegaConf.select(sweep_config, "hydra.sweep.subdir"))
+
+
+def in_process(launcher: str) -> bool:
+    """Whether a launcher (its `_target_`) runs the jobs in this process, one after another."""
+    return any(name in launcher for name in ("BasicLauncher", "VectorizedLauncher"))
+
+
+def in_pool_worker() -> bool:
+    """Whether this process is a joblib (loky) pool worker: `hydra/launcher=joblib`, or a worker of
+    `hydra/launcher=cores` (not the process that launched the sweep, which runs jobs too)."""
+    import multiprocessing
+
+    return multiprocessing.current_process().name.startswith("LokyProcess")
+
+
+def runs_jobs_here(launcher: str) -> bool:
+    """Whether the process that launched the sweep runs jobs itself (its plotting libraries get loaded then)."""
+    return in_process(launcher) or "CoresLauncher" in launcher
+
+
+class SweepSummary(Callback):
+    """At the end of a sweep: the table of every job (csv, markdown, printed) and the comparison plots."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        stop = Path(str(config.hydra.sweep.dir)) / STOP
+        stop.unlink(missing_ok=True)  # a resumed sweep starts afresh after a fail_fast stop
+        if not runs_jobs_here(str(OmegaConf.select(config, "hydra.launcher._target_", default=""))):
+            # the jobs run in other processes: import the summary's libraries (~0.5 s) while they do
+            from vgrun.viz.preload import preload
+
+            preload(delay=5.0)
+
+    def on_multirun_end(self, config: DictConfig, **kwargs) -> None:
+        from rich.console import Console
+
+        from vgrun.io.table import CompareError, load_table
+        from vgrun.sweeps.compare import report
+
+        outcome().ended_here = runs_jobs_here(str(OmegaConf.select(config, "hydra.launcher._target_", default="")))
+        folder = Path(str(config.hydra.sweep.dir))
+        console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets the whole table
+        try:
+            table = load_table([folder])
+        except CompareError:
+            console.print(f"sweep {folder}: no job wrote a summary")
+            outcome().failed_jobs = True
+            return
+        report(console, table, folder, title=f"sweep {folder}")
+        outcome().failed_jobs = bool((table["status"] == "failed").any())  # the CLI exits non-zero: a script sees it

@@ -1,0 +1,138 @@
+"""What a run prints: the per-layer gradient table, final metrics, the verdict and the files."""
+
+from __future__ import annotations
+
+import numpy as np
+from rich import box
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from vgrun.science.verdict import explain
+from vgrun.viz.format import fmt, percent
+
+COLORS = {"vanishing": "bold red", "exploding": "bold magenta", "healthy": "bold green"}
+
+
+def _e(x) -> str:
+    return fmt(None if x is None else float(x), ".1e", missing="n/a")
+
+
+def layer_table(cfg, traces) -> Table:
+    """First, middle and last hidden layer and the output layer, at step 0 and at the end."""
+    depth, last = cfg.depth, len(traces.delta) - 1
+    rows = {0: "first", depth // 2: "middle", depth - 1: "last", depth: "output"}
+    table = Table(
+        title=f"Gradient norms per layer, step 0 (start) and step {last * cfg.trace_every} (end)",
+        caption="|δ| = |dL/dz| (z: pre-activation; RMS over the batch), |dW| = |dL/dW|, "
+        "upd/W = |ΔW|/|W|, sat = saturated units",
+        title_justify="left",
+        caption_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in ("layer", "|δ| start", "|δ| end", "|dW| start", "|dW| end", "upd/W", "sat"):
+        table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    for l, name in rows.items():
+        sat = traces.saturated[last, l]
+        table.add_row(
+            f"{l:>3} {name}",
+            _e(traces.delta[0, l]), _e(traces.delta[last, l]),
+            _e(traces.grad_w[0, l]), _e(traces.grad_w[last, l]),
+            _e(traces.update_ratio[last, l]),
+            "-" if not np.isfinite(sat) else f"{100 * sat:.0f}%",
+        )
+    return table
+
+
+def _panel(lines: list[str], d: dict) -> Panel:
+    """The diagnosis panel: the given lines, then clipping and non-finite counts if any."""
+    clip = d.get("clipping")
+    if clip:
+        lines.append(f"clipping at {clip['threshold']:.3g}: fired on {100 * clip['fired_share']:.1f}% of steps; "
+                     f"pre-clip norm median {_e(clip['median_norm'])}, max {_e(clip['max_norm'])}")
+    bad = {k: n for k, n in d["nonfinite"].items() if n}
+    if bad:
+        lines.append("[magenta]non-finite values kept[/]: " + ", ".join(f"{k}={n}" for k, n in bad.items()))
+    return Panel("\n".join(lines), title="diagnosis", title_align="left")
+
+
+def verdict_panel(summary: dict) -> Panel:
+    d = summary["diagnosis"]
+    v = d["verdict"]
+    lines = [f"[{COLORS[v]}]{v.upper()}[/]: {explain(d)}"]
+    lines.append(
+        f"at step 0: {_e(d['ratio_first_last_init'])}, at the end: {_e(d['ratio_first_last_final'])}; "
+        f"per-layer factor |delta_l|/|delta_l+1| at step 0: {_e(d['per_layer_factor_init'])}"
+    )
+    th = d["theory"]
+    if th["applies"]:
+        lines.append(
+            f"mean-field theory (sigma_w^2={th['sigma_w2']:.3g}, sigma_b^2={th['sigma_b2']:.3g}): "
+            f"q*={_e(th['q_star'])}, chi_1={th['chi_1']:.4g}, predicted factor sqrt(chi_1)={th['factor']:.4g}, "
+            f"depth scale {th['depth_scale']:.3g} layers; measured/predicted = {th['measured_over_predicted']:.3f}"
+        )
+    else:
+        lines.append(th["why"])
+    s = d["signs"]
+    lines.append(
+        "signs: loss "
+        + (f"[red]stalled[/] ({_e(s['loss_initial'])} -> {_e(s['loss_final'])})" if s["loss_stalled"]
+           else f"falling ({_e(s['loss_initial'])} -> {_e(s['loss_final'])})")
+        + "; saturated layers: "
+        + (", ".join(map(str, s["saturated_layers"])) or "none")
+        + f" (max share {_e(s['max_saturated_share'])})"
+        + "; weights collapsing: "
+        + (f"[red]yes[/] (min |W| end/start {s['min_weight_norm_change']:.2f})" if s["weights_collapsing"]
+           else f"no (min |W| end/start {_e(s['min_weight_norm_change'])})")
+    )
+    return _panel(lines, d)
+
+
+def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: bool = False) -> None:
+    console.print(time_table(cfg, traces) if recurrent else layer_table(cfg, traces))
+    f = summary["final"]
+    t = summary["timing"]
+    console.print(
+        f"final: train loss {_e(f['train_loss'])}, train acc {_fmt_acc(f['train_acc'])}, "
+        f"held-out loss {_e(f['test_loss'])}, held-out acc {_fmt_acc(f['test_acc'])}   "
+        f"[dim]({summary['steps_done']}/{summary['steps']} steps, status {summary['status']}; "
+        f"compile {t['compile_s']:.2f} s, {t['steps_per_s']:.0f} steps/s)[/]"
+    )
+    console.print(time_panel(summary) if recurrent else verdict_panel(summary))
+    files = "summary.json, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent else \
+        "summary.json, traces.parquet, steps.parquet, gradient_flow.png"
+    console.print(f"files: [bold]{run_dir}[/] ({files})")
+
+
+def _fmt_acc(x) -> str:
+    return percent(x)
+
+
+def time_table(cfg, traces) -> Table:
+    """Recurrent runs: |dL/dh_t| at a few horizons, top layer, step 0 and the end."""
+    t_len, last = np.shape(traces.delta)[-1], len(traces.delta) - 1
+    table = Table(title=f"Gradient through time (top layer), step 0 (start) and step {last * cfg.trace_every} (end)",
+                  caption="|δ_t| = |dL/dh_t| (RMS over the batch); |J| = |v^T dh_T/dh_t| for a random unit v",
+                  title_justify="left", caption_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("time step t", "horizon", "|δ_t| start", "|δ_t| end", "|J| start", "|J| end"):
+        table.add_column(col, justify="left" if col == "time step t" else "right", no_wrap=True)
+    for t in sorted({0, t_len // 4, t_len // 2, 3 * t_len // 4, t_len - 1}):
+        table.add_row(str(t), str(t_len - 1 - t), _e(traces.delta[0, -1, t]), _e(traces.delta[last, -1, t]),
+                      _e(traces.jacobian[0, -1, t]), _e(traces.jacobian[last, -1, t]))
+    return table
+
+
+def time_panel(summary: dict) -> Panel:
+    d = summary["diagnosis"]
+    v = d["verdict"]
+    lines = [f"[{COLORS[v]}]{v.upper()}[/] through time: |δ_0| / |δ_T-1| = {_e(d['ratio_first_last'])} "
+             f"(median over traced steps; thresholds {d['thresholds']['vanish_ratio']:.0e}, "
+             f"{d['thresholds']['explode_ratio']:.0e})"]
+    lines.append(f"per-step factor |δ_t| / |δ_t+1| at step 0: {_e(d['per_step_factor_init'])}"
+                 + (f" (an e-fold every {d['e_fold_steps_init']:.3g} steps)" if d["e_fold_steps_init"] else ""))
+    lines.append(f"effective memory (|δ_t| > {d['memory_ratio']:.0e} |δ_T-1|): {d['effective_memory_init']} steps at "
+                 f"the start, {d['effective_memory_final']} at the end")
+    lines.append("W_rec: spectral radius " + ", ".join(_e(x) for x in d["rho_init"]) + " -> "
+                 + ", ".join(_e(x) for x in d["rho_final"]) + "; largest singular value "
+                 + ", ".join(_e(x) for x in d["sigma_max_init"]) + " -> " + ", ".join(_e(x) for x in d["sigma_max_final"]))
+    return _panel(lines, d)
