@@ -67,6 +67,7 @@ def test_bias_std():
     assert not init_bias(jax.random.PRNGKey(3), InitConfig(), (10,)).any()
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 @pytest.mark.parametrize("dtype", [jnp.float32, jnp.float64])
 @pytest.mark.parametrize("name", INIT_NAMES)
 def test_init_many_equals_the_draws_one_by_one(name, dtype):

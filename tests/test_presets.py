@@ -17,6 +17,15 @@ register_schema()
 
 
 @pytest.mark.parametrize("preset", group_options("experiment"))
+def test_preset_composes_and_validates(preset):
+    with initialize_config_dir(config_dir=CONF, version_base=None):
+        dcfg = compose("config", overrides=[f"+experiment={preset}"])
+    cfg = validate(OmegaConf.to_object(dcfg))
+    assert cfg.steps % cfg.trace_every == 0
+
+
+@pytest.mark.long  # run by .ci/run after the fast suite
+@pytest.mark.parametrize("preset", group_options("experiment"))
 def test_preset_runs_a_few_steps(preset, tmp_path):
     with initialize_config_dir(config_dir=CONF, version_base=None):
         dcfg = compose("config", overrides=[f"+experiment={preset}", "steps=4", "trace_every=2", "chunks=1",

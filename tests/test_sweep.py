@@ -97,6 +97,7 @@ def test_a_failed_single_run_is_one_line(tmp_path):
     assert "Traceback" not in p.stdout and summary(run)["status"] == "failed"
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_two_sweeps_started_together_never_share_a_folder(tmp_path):
     # both ask for the same folder, as two sweeps started in the same microsecond would
     same = f"hydra.sweep.dir=${{vgrun.sweep_dir:null,{tmp_path}/sweep}}"
@@ -120,6 +121,7 @@ def test_bad_resume_is_one_line(tmp_path):
         assert len(lines) == 1 and "resume" in lines[0], p.stderr
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_joblib_launcher_runs_the_jobs_and_the_cache_is_shared(tmp_path):
     env = {**os.environ, "VGRUN_CACHE": str(tmp_path / "cache"), "VGRUN_CORE_LOCKS": str(tmp_path / "locks")}
     args = ["-m", "hydra/launcher=joblib", "depth=2,3", *TINY]
@@ -248,6 +250,7 @@ sys.exit(exitcode)
     assert "the job's last line" in log.read_text()
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_submitit_local_launcher(tmp_path):
     p = vgrun(["-m", "hydra/launcher=submitit_local", "depth=2,3", *TINY, f"hydra.sweep.dir={tmp_path}/s"], tmp_path)
     assert p.returncode == 0, p.stderr

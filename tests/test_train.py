@@ -58,6 +58,7 @@ def test_should_stop_interrupts_between_chunks():
     assert r.status == "interrupted" and len(r.metrics["loss"]) == 10
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 @pytest.mark.parametrize("norm", NORMS)
 @pytest.mark.parametrize("model", ["mlp", "resmlp"])
 def test_models_and_norms_run(model, norm):
@@ -65,6 +66,7 @@ def test_models_and_norms_run(model, norm):
     assert np.isfinite(r.traces.delta).all() and r.status == "completed"
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_optimizers_reduce_the_loss(name):
     lr = {"sgd": 0.1, "momentum": 0.05, "adam": 3e-3, "rmsprop": 1e-3, "rprop": 1e-3}[name]
@@ -74,6 +76,7 @@ def test_optimizers_reduce_the_loss(name):
     assert r.metrics["loss"][-10:].mean() < r.metrics["loss"][:10].mean()
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 @pytest.mark.parametrize("schedule", SCHEDULES)
 def test_schedules_run(schedule):
     assert run(small(optimizer=OptimizerConfig(schedule=schedule, warmup_steps=5))).status == "completed"

@@ -57,6 +57,7 @@ def test_signature_masks_vector_keys_only():
 # scales up to full steps, so any change of summation order (a batched matmul) moves it: not a test of vmap
 @pytest.mark.parametrize("extra", [{}, {"norm": "batchnorm", "optimizer": {"name": "momentum"}},
                                    {"norm": "layernorm", "optimizer": {"name": "adam", "lr": 0.003}}])
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_members_equal_their_runs_alone(extra):
     base = variant(variant(BASE, **extra), optimizer={"clip_norm": 10.0})
     lr = base.optimizer.lr
@@ -81,6 +82,7 @@ def test_a_diverging_member_stops_alone_and_the_others_go_on():
     assert_same(ok, train.run(cfgs[0]))
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_recurrent_members_equal_their_runs_alone():
     base = Config(depth=1, width=8, steps=20, chunks=2, batch_size=16, seq_len=12)
     base = variant(base, model={"name": "rnn"}, data={"name": "adding"})
@@ -97,6 +99,7 @@ def cli(*args, cwd):
 SMALL = ["depth=3", "width=16", "steps=40", "chunks=2", "batch_size=32"]
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_seeds_run_as_one_program_with_a_seed_column(tmp_path):
     r = cli(*SMALL, "seeds=3", "seed=4", "hydra.run.dir=run", cwd=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -114,6 +117,7 @@ def test_seeds_run_as_one_program_with_a_seed_column(tmp_path):
     assert summary["final"]["test_acc"] == pytest.approx(float(np.median(finals)))
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_vectorized_sweep_writes_every_job_as_if_alone(tmp_path):
     sweep = ["-m", *SMALL, "optimizer.lr=0.01,0.1", "seed=0,1"]
     vec = cli(*sweep, "hydra/launcher=vectorized", "hydra.sweep.dir=vec", cwd=tmp_path)
