@@ -152,7 +152,7 @@ def vgrun_job(model: str, every: int, threads: int, steps: int, work: Path) -> d
 
 
 def eval_period(steps: int, every: int, chunks: int = 20) -> int:
-    """Steps per vgrun chunk (one held-out evaluation each): vgrun.training.loop.n_chunks_for with the default chunks."""
+    """Steps per vgrun chunk (one held-out evaluation each): vgrun.training.program.n_chunks_for, default chunks."""
     blocks = steps // every
     n = min((d for d in range(1, blocks + 1) if blocks % d == 0), key=lambda d: (abs(d - chunks), d))
     return steps // n

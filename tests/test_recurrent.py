@@ -9,6 +9,7 @@ import pytest
 
 from vgrun.probes import time as temporal
 from vgrun.science import verdict
+from vgrun.probes.spectra import spectral
 from vgrun.training import loop as train
 from vgrun.training import program
 from vgrun.nn.activations import ACTIVATIONS
@@ -22,6 +23,12 @@ def _float64():
     """float64 in this module's tests only (tests/conftest.py restores the flag after each test)."""
     jax.config.update("jax_enable_x64", True)
 EPS = 1e-6
+
+
+def net_of(cfg, prog):
+    """The float64 recurrent network of cfg, sized for its program's problem."""
+    p = prog.problem
+    return rnn.make(cfg, p.n_in, p.n_out, jnp.float64, p.n_out_steps, p.seq_steps)
 
 
 def tiny(kind="rnn", form="standard", act="tanh", depth=1, **model):
@@ -62,7 +69,7 @@ def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
     carry = prog.init(jax.random.PRNGKey(0))
     x, y = prog.problem.sample(jax.random.fold_in(carry.key, 0), a, cfg.batch_size)
     _, (_, (trace, _)) = prog.chunk(jax.tree_util.tree_map(jnp.copy, carry), a)  # (trace, W_rec)
-    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps, prog.problem.seq_steps)
+    net = net_of(cfg, prog)
     zero = jnp.zeros((cfg.depth, cfg.seq_len, cfg.batch_size, cfg.width))
     ref = lambda p: reference_readout(carry.params, reference_states(cfg, carry.params, x, p))  # noqa: E731
     np.testing.assert_allclose(ref(zero), net.apply(carry.params, {}, x)[0], rtol=1e-12)  # the same network
@@ -87,7 +94,7 @@ def test_one_pull_gives_the_loss_gradient_and_both_taps(kind, form, act):
     forward pass gives them."""
     cfg = tiny(kind, form, act, depth=2)
     prog = program.make_train(cfg)
-    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps, prog.problem.seq_steps)
+    net = net_of(cfg, prog)
     params, _ = net.init(jax.random.PRNGKey(3))
     x, y = prog.problem.sample(jax.random.PRNGKey(4), prog.problem.arrays, cfg.batch_size)
     v = temporal.unit_vectors(jax.random.PRNGKey(5), jnp.zeros((cfg.batch_size, cfg.width)))
@@ -183,7 +190,7 @@ def test_clipping_bounds_every_update_and_reports_how_often_it_fired():
 
 def test_spectral_of_a_diverged_matrix_is_nan_not_a_crash():
     w = jnp.stack([jnp.eye(3) * 2.0, jnp.full((3, 3), jnp.nan)])  # [2, H, H]: one finite, one diverged
-    rho, smax = jax.jit(rnn.spectral)(w)
+    rho, smax = jax.jit(spectral)(w)
     assert np.allclose(rho[0], 2.0) and np.allclose(smax[0], 2.0)
     assert np.isnan(rho[1]) and np.isnan(smax[1])
 
@@ -195,7 +202,7 @@ def test_held_out_pass_equals_the_training_forward_pass(kind, form, depth, data)
     cfg = tiny(kind, form, depth=depth)
     cfg.data = DataConfig(name=data)
     prog = program.make_train(cfg)
-    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps, prog.problem.seq_steps)
+    net = net_of(cfg, prog)
     params, _ = net.init(jax.random.PRNGKey(5))
     x = prog.problem.arrays["x_test"][:7]
     held_out = net.apply(params, {}, x, train=False)[0]
@@ -230,7 +237,7 @@ def test_written_out_backward_passes_match_numerical_derivatives(kind, form, act
 
     cfg = tiny(kind, form, act, depth=2)
     prog = program.make_train(cfg)
-    net = rnn.make(cfg, prog.problem.n_in, prog.problem.n_out, jnp.float64, prog.problem.n_out_steps, prog.problem.seq_steps)
+    net = net_of(cfg, prog)
     params, _ = net.init(jax.random.PRNGKey(6))
     x, y = prog.problem.sample(jax.random.PRNGKey(7), prog.problem.arrays, cfg.batch_size)
     taps = net.probes() if probed else None  # the traced steps' scans

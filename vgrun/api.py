@@ -73,14 +73,12 @@ def diagnose(run: Run) -> dict:
 def save(run: Run, folder) -> Path:
     """Write the run folder (summary.json, the Parquet tables, gradient_flow.png) into `folder`."""
     from vgrun.io import record, store
-    from vgrun.viz.plots import gradient_flow, gradient_through_time
+    from vgrun.viz.plots import run_figure
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     summary = {"steps": run.cfg.steps, "config": store.config_dict(run.cfg)}
     summary, med = record.write(run.cfg, run.results, folder, summary, run.recurrent)
     store.write_summary(folder, summary)
-    plot = gradient_through_time if run.recurrent else gradient_flow
-    plot(folder / "gradient_flow.png", med.traces, run.cfg.trace_every, f"{run.cfg.model.name} depth={run.cfg.depth}",
-         spread=None if len(run.results) == 1 else [r.traces for r in run.results])
+    run_figure(folder / "gradient_flow.png", run.cfg, run.results, med.traces)
     return folder

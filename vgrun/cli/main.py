@@ -148,14 +148,11 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     from vgrun.sweeps import vectorize
     from vgrun.training import loop as train
     from vgrun.viz.console import print_run
-    from vgrun.viz.plots import gradient_flow, gradient_through_time
+    from vgrun.viz.plots import run_figure
 
     summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg)}
     store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
     recurrent = cfg.model.name in RECURRENT
-    title = f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} opt={cfg.optimizer.name}"
-    if recurrent:
-        title = f"{cfg.model.name} width={cfg.width} act={cfg.act} data={cfg.data.name} seq_len={cfg.seq_len}"
     done = vectorize.take(run_dir)  # trained already, with other jobs in one vmapped program
     if done is None:
         with Progress(
@@ -175,9 +172,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
         results, group = done
     loading.join()
     summary, med = record.write(cfg, results, run_dir, summary, recurrent)
-    plot = gradient_through_time if recurrent else gradient_flow
-    plot(run_dir / "gradient_flow.png", med.traces, cfg.trace_every, title,
-         spread=None if len(results) == 1 else [r.traces for r in results])
+    run_figure(run_dir / "gradient_flow.png", cfg, results, med.traces)
     res = results[0]
     steps = len(med.metrics["loss"])  # this job's own steps (every member of its program advanced as fast)
     summary["timing"] = {
@@ -260,7 +255,8 @@ def main() -> None:
     register_schema()
     OUTCOME.set(ended := Outcome())
     _hydra_main()
-    # set by SweepSummary after writing the summary, and by after_job or ClaimsCallback (Hydra swallows a callback's exit)
+    # set by SweepSummary after writing the summary, and by after_job or ClaimsCallback
+    # (Hydra swallows a callback's exit)
     code = EXIT_FAILED if ended.failed_jobs or ended.claims_failed else 0
     if ended.lone_run or ended.ended_here:  # every file written, no worker or pool of ours left running
         _quick_exit(code)
@@ -268,7 +264,8 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    # run the imported module, not __main__: sweep workers (joblib, submitit) unpickle the task as vgrun.cli.main._hydra_main
+    # run the imported module, not __main__: sweep workers (joblib, submitit) unpickle the task
+    # as vgrun.cli.main._hydra_main
     from vgrun.cli.main import main as _main
 
     _main()

@@ -11,7 +11,8 @@ from vgrun.viz.page import find_reports, render
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="vgrun-report", description="Reproduction results as one self-contained HTML page.")
+    ap = argparse.ArgumentParser(prog="vgrun-report",
+                                 description="Reproduction results as one self-contained HTML page.")
     ap.add_argument("paths", nargs="+", help="run or sweep folders, or folders holding them")
     ap.add_argument("-o", "--out", default="report.html", help="the HTML file to write (default report.html)")
     args = ap.parse_args(argv)

@@ -25,7 +25,7 @@ import numpy as np
 from vgrun.nn.activations import ACTIVATIONS
 from vgrun.nn.inits import after, init_many
 from vgrun.nn.model import Model
-from vgrun.probes.spectra import sigma_max, spectral, spectral_host, spectral_radius  # noqa: F401
+from vgrun.probes.spectra import sigma_max, spectral_radius
 from vgrun.probes.layers import safe_norm
 
 GATES = {"rnn": 1, "lstm": 4, "gru": 3}

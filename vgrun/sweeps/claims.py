@@ -54,7 +54,8 @@ def _check_form(expect: list) -> None:
     for i, claim in enumerate(expect):
         bad = problems(claim)
         if bad:
-            raise ConfigError(f"expect[{i}]", claim, "a well-formed claim: " + "; ".join(bad) + " (vgrun/science/claims.py)")
+            raise ConfigError(f"expect[{i}]", claim,
+                              "a well-formed claim: " + "; ".join(bad) + " (vgrun/science/claims.py)")
 
 
 def after_job(dcfg) -> None:

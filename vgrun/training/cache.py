@@ -39,6 +39,3 @@ class ProgramCache:
     def entries(self) -> list:
         """[(Program, compiled)], oldest first."""
         return list(self._programs.values())
-
-    def clear(self) -> None:
-        self._programs.clear()

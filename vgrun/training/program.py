@@ -156,7 +156,8 @@ def make_step(cfg, problem: Problem, build) -> Callable:
             loss, acc = problem.loss_and_acc(y_pred, y)
             return loss, (acc, state, measured)
 
-        if traced and recurrent:  # one forward pass, one pull back of two streams: the loss, and v^T h_{T-1} (vgrun.probes.time)
+        # recurrent: one forward pass, one pull back of two streams, the loss and v^T h_{T-1} (vgrun.probes.time)
+        if traced and recurrent:
             def forward(params, probes):
                 loss, (acc, state, measured) = loss_fn(params, probes)
                 return (loss, measured["h_last"]), (acc, state)

@@ -6,19 +6,15 @@ from vgrun.science.claims import OPS
 from vgrun.viz.format import fmt
 
 
-def _fmt(x) -> str:
-    return fmt(x)
-
-
 def expected(c: dict) -> str:
     """The claim's test in words: '< 0.5', '≈ 1 ± 10%', 'in [0.1, 10]'."""
     op, t = c["op"], c.get("threshold")
     if op == "approx":
-        tol = f"± {c['rel']:.0%}" if c.get("rel") is not None else f"± {_fmt(c.get('abs'))}"
-        return f"≈ {_fmt(t)} {tol}"
+        tol = f"± {c['rel']:.0%}" if c.get("rel") is not None else f"± {fmt(c.get('abs'))}"
+        return f"≈ {fmt(t)} {tol}"
     if op == "between" and isinstance(t, list):
-        return f"in [{_fmt(t[0])}, {_fmt(t[1])}]"
-    return f"{op} {_fmt(t)}"
+        return f"in [{fmt(t[0])}, {fmt(t[1])}]"
+    return f"{op} {fmt(t)}"
 
 
 def table(report: dict, title: str):
@@ -30,7 +26,7 @@ def table(report: dict, title: str):
                     ("result", {}), ("source", {"ratio": 2, "style": "dim"})):
         t.add_column(col, overflow="fold", **kw)
     for c in report["claims"]:
-        measured = _fmt(c.get("measured")) if c.get("note") is None else c["note"]
+        measured = fmt(c.get("measured")) if c.get("note") is None else c["note"]
         where = ", ".join(f"{k}={v}" for k, v in (c.get("where") or {}).items())
         name = c["name"] + (f" [dim]({where})[/]" if where else "")
         t.add_row(name, measured, expected(c) if c.get("op") in OPS else "-", style[c["status"]], c.get("source") or "")

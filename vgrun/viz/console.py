@@ -93,8 +93,8 @@ def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: 
     f = summary["final"]
     t = summary["timing"]
     console.print(
-        f"final: train loss {_e(f['train_loss'])}, train acc {_fmt_acc(f['train_acc'])}, "
-        f"held-out loss {_e(f['test_loss'])}, held-out acc {_fmt_acc(f['test_acc'])}   "
+        f"final: train loss {_e(f['train_loss'])}, train acc {percent(f['train_acc'])}, "
+        f"held-out loss {_e(f['test_loss'])}, held-out acc {percent(f['test_acc'])}   "
         f"[dim]({summary['steps_done']}/{summary['steps']} steps, status {summary['status']}; "
         f"compile {t['compile_s']:.2f} s, {t['steps_per_s']:.0f} steps/s)[/]"
     )
@@ -102,10 +102,6 @@ def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: 
     files = "summary.json, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent else \
         "summary.json, traces.parquet, steps.parquet, gradient_flow.png"
     console.print(f"files: [bold]{run_dir}[/] ({files})")
-
-
-def _fmt_acc(x) -> str:
-    return percent(x)
 
 
 def time_table(cfg, traces) -> Table:

@@ -15,7 +15,8 @@ import html
 import json
 from pathlib import Path
 
-from vgrun.viz.claims import _fmt, expected
+from vgrun.viz.claims import expected
+from vgrun.viz.format import fmt
 
 MAX_PLOTS = 12  # per section: a 12-job sweep shows every job, a bigger one its first 12
 CSS = """
@@ -58,7 +59,7 @@ def _claim_row(c: dict) -> str:
     where = ", ".join(f"{k}={v}" for k, v in (c.get("where") or {}).items())
     if c.get("vs"):
         where += " vs " + ", ".join(f"{k}={v}" for k, v in c["vs"].items())
-    measured = c.get("note") or _fmt(c.get("measured"))
+    measured = c.get("note") or fmt(c.get("measured"))
     exp = expected(c) if c.get("op") else "-"
     status = c.get("status", "fail")
     return (f"<tr><td>{e(c.get('name') or '')}<div class=where>{e(where)}</div></td>"

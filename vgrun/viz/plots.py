@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
+from vgrun.config.names import RECURRENT
+
 
 def _band(spread, field: str, picks, layer=None):
     """[len(picks), n] min and max over seeds of a trace field at the picked traced steps."""
@@ -41,6 +43,31 @@ def _three_panels(plt):
     return fig, axes
 
 
+def _finish(plt, fig, path, title: str, spread) -> None:
+    """The title (with the seed band's legend), then the PNG, written atomically."""
+    from vgrun.io.store import atomic_write
+
+    fig.suptitle(title if spread is None else f"{title}  (median of {len(spread)} seeds, band: min-max)")
+    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
+    plt.close(fig)
+
+
+def run_title(cfg) -> str:
+    """The settings that name a run in its figure."""
+    if cfg.model.name in RECURRENT:
+        return f"{cfg.model.name} width={cfg.width} act={cfg.act} data={cfg.data.name} seq_len={cfg.seq_len}"
+    return (f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} "
+            f"opt={cfg.optimizer.name}")
+
+
+def run_figure(path, cfg, results: list, traces) -> None:
+    """gradient_flow.png of one job: `traces` (the median over seeds) against layer or time step,
+    with the seeds' min-max band when there are several `results`."""
+    plot = gradient_through_time if cfg.model.name in RECURRENT else gradient_flow
+    spread = None if len(results) == 1 else [r.traces for r in results]
+    plot(path, traces, cfg.trace_every, run_title(cfg), spread=spread)
+
+
 def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
     """spread: per-seed traces (seeds > 1): `traces` is then their median, drawn with a min-max band."""
     import matplotlib
@@ -48,8 +75,6 @@ def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
-
-    from vgrun.io.store import atomic_write
 
     delta, gw = np.asarray(traces.delta, np.float64), np.asarray(traces.grad_w, np.float64)
     n_steps, n_layers = delta.shape
@@ -82,9 +107,7 @@ def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
         fig.colorbar(im, ax=axes[2], label="|delta_l|").ax.minorticks_off()
     axes[2].set_xlabel("step")
     axes[2].set_ylabel("layer")
-    fig.suptitle(title if spread is None else f"{title}  (median of {len(spread)} seeds, band: min-max)")
-    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    _finish(plt, fig, path, title, spread)
 
 
 def gradient_through_time(path, traces, every: int, title: str, spread=None) -> None:
@@ -96,8 +119,6 @@ def gradient_through_time(path, traces, every: int, title: str, spread=None) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
-
-    from vgrun.io.store import atomic_write
 
     delta = np.asarray(traces.delta, np.float64)[:, -1]  # [S, T] top layer
     jac = np.asarray(traces.jacobian, np.float64)[:, -1]
@@ -123,6 +144,4 @@ def gradient_through_time(path, traces, every: int, title: str, spread=None) -> 
         fig.colorbar(im, ax=axes[2], label="|dL/dh_t|").ax.minorticks_off()
     axes[2].set_xlabel("training step")
     axes[2].set_ylabel("time step t")
-    fig.suptitle(title if spread is None else f"{title}  (median of {len(spread)} seeds, band: min-max)")
-    atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
-    plt.close(fig)
+    _finish(plt, fig, path, title, spread)
