@@ -12,6 +12,7 @@ from omegaconf import OmegaConf
 
 from vgrun.training import evolve
 from vgrun.nn import mlp
+import programs
 from vgrun.training import loop as train
 from vgrun.config.schema import ConfigError, validate
 from vgrun.cli.main import register_schema
@@ -82,7 +83,7 @@ def test_optimizer_improves_loss_without_gradient(name):
 def test_run_returns_a_result_with_gradient_traces():
     cfg = compose_config(["optimizer=openai_es", "act=sigmoid", "depth=6", "width=8", "steps=20", "trace_every=5",
                           "chunks=2", "optimizer.popsize=16"])
-    r = train.run(cfg)  # dispatched to evolve.run
+    r = programs.run(cfg)  # dispatched to evolve.run
     assert r.status == "completed" and len(r.metrics["loss"]) == 20
     assert r.traces.delta.shape == (4, 7) and np.isfinite(r.traces.delta).all()
     # the traced gradient vanishes toward the input in a deep sigmoid net: measured, not used

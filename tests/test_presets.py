@@ -7,6 +7,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
+import programs
 from vgrun.training import loop as train
 from vgrun.config.schema import validate
 from vgrun.cli.main import register_schema
@@ -39,6 +40,6 @@ def test_preset_runs_a_few_steps(preset, tmp_path):
         out = doya.analyze(replace(cfg.doya, n_b=61, gd_steps=4))
         assert out["bistable"]["b_lo"] < out["bistable"]["b_hi"]
         return
-    r = train.run(cfg)
+    r = programs.run(cfg)
     assert r.status in ("completed", "diverged") and len(r.metrics["loss"]) >= 2
     assert np.isfinite(r.traces.delta[0]).all()

@@ -14,6 +14,7 @@ from omegaconf import OmegaConf
 from vgrun.training import pretrain
 from vgrun.io import store
 from vgrun.io.frames import run_frames
+import programs
 from vgrun.training import loop as train
 from vgrun.nn.activations import ACTIVATIONS
 from vgrun.config.schema import ConfigError, validate
@@ -124,7 +125,7 @@ def test_fold_visible_map_reads_raw_inputs():
 def test_run_with_pretraining_records_both_phases(kind, tmp_path):
     cfg = compose_config([f"pretrain={kind}", "act=sigmoid", "depth=3", "width=16", "steps=8", "trace_every=4",
                           "chunks=1", "pretrain.steps=40", "pretrain.log_every=20"])
-    r = train.run(cfg)
+    r = programs.run(cfg)
     log = r.pretrain
     assert log.recon.shape == (3, 2) and np.isfinite(log.recon).all()
     assert log.traces.delta.shape == (3, 4) and np.isfinite(log.traces.delta).all()

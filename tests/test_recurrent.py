@@ -10,6 +10,7 @@ import pytest
 from vgrun.probes import time as temporal
 from vgrun.science import verdict
 from vgrun.probes.spectra import spectral
+import programs
 from vgrun.training import loop as train
 from vgrun.training import program
 from vgrun.nn.activations import ACTIVATIONS
@@ -178,7 +179,7 @@ def test_clipping_bounds_every_update_and_reports_how_often_it_fired():
     cfg = Config(depth=1, width=16, act="tanh", seq_len=20, batch_size=16, steps=20, chunks=1,
                  model=ModelConfig(name="rnn", rec_radius=2.5), data=DataConfig(name="adding"),
                  optimizer=OptimizerConfig(lr=1.0, clip_norm=0.01))
-    r = train.run(cfg)
+    r = programs.run(cfg)
     upd = np.sqrt(r.traces.update_ratio**2 * r.traces.weight_rec**2).sum(1)  # recurrent block of the update
     assert (upd <= 0.01 * (1 + 1e-5)).all()
     assert np.isfinite(r.metrics["grad_norm"]).all()  # kept at every step when clipping
@@ -215,7 +216,7 @@ def test_traced_spectra_of_w_rec_come_back_from_the_host_for_every_member():
     cfg = tiny(rec_radius=0.7)
     cfg.steps, cfg.chunks = 6, 3
     hps = [train.hyper.values(cfg)] * 2
-    runs = train.run_members(cfg, hps, keys=[jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
+    runs = programs.run_members(cfg, hps, keys=[jax.random.PRNGKey(0), jax.random.PRNGKey(1)])
     for r in runs:
         assert r.traces.rho.shape == (6, 1)
         np.testing.assert_allclose(r.traces.rho[0], 0.7, rtol=1e-9)  # step 0 traces the initial W_rec
@@ -248,6 +249,7 @@ def test_written_out_backward_passes_match_numerical_derivatives(kind, form, act
     check_grads(loss, (params,), order=1, modes=["rev"], eps=1e-6, atol=1e-7, rtol=1e-7)
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_gated_orthogonal_init_does_not_hang_on_two_xla_threads():
     """An LSTM's four orthogonal gate blocks each take a QR. On jaxlib 0.10's CPU backend a
     batched QR blocks its XLA thread until its batch is done on the same pool, so as many

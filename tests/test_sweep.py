@@ -146,6 +146,7 @@ def pinned_processes(log_text):
     return [int(line.rsplit("(process ", 1)[1].rstrip(")")) for line in log_text.splitlines() if "pinned to core" in line]
 
 
+@pytest.mark.long  # run by .ci/run after the fast suite
 def test_cores_launcher_trains_in_the_launching_process_and_in_a_worker(tmp_path):
     """hydra/launcher=cores: one process per core, the one that launched the sweep among them."""
     env = {**os.environ, "VGRUN_CACHE": str(tmp_path / "cache"), "VGRUN_CORE_LOCKS": str(tmp_path / "locks")}

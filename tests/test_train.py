@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 from vgrun.data import datasets
+import programs
 from vgrun.training import loop as train
 from vgrun.training.cache import ProgramCache
 from vgrun.training import program
@@ -17,7 +18,7 @@ def small(**kw) -> Config:
 
 
 def run(cfg):
-    return train.run(cfg)
+    return programs.run(cfg)
 
 
 def test_same_config_and_seed_give_identical_traces():
@@ -54,7 +55,7 @@ def test_a_diverging_run_stops_and_keeps_what_it_measured():
 
 
 def test_should_stop_interrupts_between_chunks():
-    r = train.run(small(steps=40, chunks=4), should_stop=lambda: True)
+    r = programs.run(small(steps=40, chunks=4), should_stop=lambda: True)
     assert r.status == "interrupted" and len(r.metrics["loss"]) == 10
 
 

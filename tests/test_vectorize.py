@@ -11,7 +11,7 @@ import pytest
 
 import vgrun
 from vgrun.config import hyper
-from vgrun.training import loop as train
+import programs
 from vgrun.config.schema import Config
 
 BASE = Config(depth=3, width=16, steps=40, chunks=2, batch_size=32)
@@ -25,7 +25,8 @@ def variant(cfg, **groups):
 
 
 def together(cfgs):
-    return train.run_members(cfgs[0], [hyper.values(c) for c in cfgs], keys=[jax.random.PRNGKey(c.seed) for c in cfgs])
+    return programs.run_members(cfgs[0], [hyper.values(c) for c in cfgs],
+                                keys=[jax.random.PRNGKey(c.seed) for c in cfgs])
 
 
 def assert_same(a, b, rtol=1e-4):
@@ -64,7 +65,7 @@ def test_members_equal_their_runs_alone(extra):
     cfgs = [variant(base, seed=0), variant(base, seed=1, optimizer={"lr": 3 * lr}),
             variant(base, seed=2, init={"gain": 0.5, "sigma_b": 0.05}, optimizer={"clip_norm": 0.1})]
     for member, cfg in zip(together(cfgs), cfgs):
-        assert_same(member, train.run(cfg))
+        assert_same(member, programs.run(cfg))
 
 
 def test_members_must_share_the_program():
@@ -75,11 +76,11 @@ def test_members_must_share_the_program():
 def test_a_diverging_member_stops_alone_and_the_others_go_on():
     cfgs = [variant(BASE, chunks=4, act="relu"), variant(BASE, chunks=4, act="relu", optimizer={"lr": 1e20})]
     ok, bad = together(cfgs)
-    alone = train.run(cfgs[1])
+    alone = programs.run(cfgs[1])
     assert alone.status == bad.status == "diverged"
     assert len(bad.metrics["loss"]) == len(alone.metrics["loss"]) < BASE.steps
     assert ok.status == "completed" and len(ok.metrics["loss"]) == BASE.steps
-    assert_same(ok, train.run(cfgs[0]))
+    assert_same(ok, programs.run(cfgs[0]))
 
 
 @pytest.mark.long  # run by .ci/run after the fast suite
@@ -88,7 +89,7 @@ def test_recurrent_members_equal_their_runs_alone():
     base = variant(base, model={"name": "rnn"}, data={"name": "adding"})
     cfgs = [variant(base, seed=0), variant(base, seed=5, model={"rec_gain": 1.5})]
     for member, cfg in zip(together(cfgs), cfgs):
-        assert_same(member, train.run(cfg), rtol=1e-3)
+        assert_same(member, programs.run(cfg), rtol=1e-3)
 
 
 def cli(*args, cwd):
@@ -109,7 +110,7 @@ def test_seeds_run_as_one_program_with_a_seed_column(tmp_path):
     assert [s["seed"] for s in summary["seeds"]] == [4, 5, 6]
     assert summary["timing"]["members"] == 3
     # seed 5 of the group is seed 5 alone
-    alone = train.run(variant(BASE, seed=5))
+    alone = programs.run(variant(BASE, seed=5))
     rows = traces[traces.seed == 5].sort_values(["step", "layer"])
     np.testing.assert_allclose(rows.delta.to_numpy(), alone.traces.delta.reshape(-1), rtol=1e-4)
     # the summary's final metrics are the median over seeds
