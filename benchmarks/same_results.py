@@ -4,6 +4,11 @@ compare every table and summary, value for value.
     python benchmarks/same_results.py run  --python /path/to/venv/bin/python --out /tmp/a
     python benchmarks/same_results.py run  --python python --out /tmp/b
     python benchmarks/same_results.py diff /tmp/a /tmp/b
+    python benchmarks/same_results.py programs --python /path/to/venv/bin/python   # and again with the other
+
+`programs` prints a hash of each job's lowered chunk program (StableHLO, source locations
+dropped): equal hashes mean the two trees hand XLA the same program, so their training
+speed can differ only by noise.
 
 `run` starts each job through the `vgrun` console script's entry point, from the given
 interpreter, so the tree installed there is the one measured. `diff` compares the
@@ -36,6 +41,32 @@ ENTRY = ("import sys; from importlib.metadata import entry_points; "
 # summary.json keys that differ between any two runs of the same job
 VOLATILE = {"timing", "wall_s", "compile_s", "train_s", "steps_per_s", "log", "run_dir", "seconds", "pid", "host",
             "started", "ended", "path"}
+
+
+PROGRAMS = r"""
+import hashlib, re
+import jax
+try:  # this tree's layout, or the flat one before it
+    from vgrun.config import hyper
+    from vgrun.config.schema import Config, DataConfig, ModelConfig, OptimizerConfig
+    from vgrun.training.program import make_train
+except ImportError:
+    from vgrun import hyper
+    from vgrun.config import Config, DataConfig, ModelConfig, OptimizerConfig
+    from vgrun.train import make_train
+jobs = {
+    "mlp depth 20 sigmoid": Config(depth=20, act="sigmoid"),
+    "resmlp depth 20 relu": Config(model=ModelConfig(name="resmlp"), depth=20, act="relu"),
+    "rnn adding T=50": Config(model=ModelConfig(name="rnn"), depth=1, data=DataConfig(name="adding"), seq_len=50),
+    "lstm adding T=100 adam": Config(model=ModelConfig(name="lstm"), depth=1, data=DataConfig(name="adding"),
+                                     seq_len=100, steps=300, optimizer=OptimizerConfig(name="adam", lr=0.001)),
+}
+for name, cfg in jobs.items():
+    prog = make_train(cfg)
+    carry = jax.eval_shape(prog.init_jit, jax.random.PRNGKey(0), hyper.values(cfg))
+    text = re.sub(r"loc\(.*?\)|#loc\d* = .*", "", prog.chunk.lower(carry, prog.problem.arrays).as_text())
+    print(f"{name:<24} {hashlib.sha1(text.encode()).hexdigest()[:16]}")
+"""
 
 
 def run(python: str, out: Path) -> None:
@@ -86,6 +117,8 @@ def main() -> int:
     r = sub.add_parser("run")
     r.add_argument("--python", default=sys.executable)
     r.add_argument("--out", type=Path, required=True)
+    h = sub.add_parser("programs")
+    h.add_argument("--python", default=sys.executable)
     d = sub.add_parser("diff")
     d.add_argument("a", type=Path)
     d.add_argument("b", type=Path)
@@ -93,6 +126,8 @@ def main() -> int:
     if args.cmd == "run":
         run(args.python, args.out)
         return 0
+    if args.cmd == "programs":
+        return subprocess.run([args.python, "-c", PROGRAMS]).returncode
     return diff(args.a, args.b)
 
 
