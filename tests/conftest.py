@@ -8,6 +8,18 @@ import pytest  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
+def _xla_optimizations(request):
+    """The suite's in-process programs are compiled without XLA's costly optimization passes (most of
+    the suite's time is compiling): the tests check vgrun's logic and numbers, which these passes must
+    not change. Tests marked `optimized` (underflow and overflow at the edge of float32's range, where
+    an optimization could change the answer) compile with every pass, as the command line does."""
+    import jax
+
+    jax.config.update("jax_disable_most_optimizations", request.node.get_closest_marker("optimized") is None)
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _restore_float64_flag():
     """A test that turns on float64 (dtype=float64 does) must not change the tests after it."""
     import jax

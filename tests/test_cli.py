@@ -19,10 +19,10 @@ def vgrun_cmd(args, cwd, **kw):
                           timeout=300, **kw)
 
 
-def test_run_writes_a_complete_run_folder(tmp_path):
-    p = vgrun_cmd([*SMALL, "act=sigmoid", f"hydra.run.dir={tmp_path}/run"], tmp_path)
+def test_run_writes_a_complete_run_folder_under_the_working_directory(tmp_path):
+    p = vgrun_cmd([*SMALL, "act=sigmoid"], tmp_path)
     assert p.returncode == 0, p.stderr
-    run = tmp_path / "run"
+    (run,) = {f.parent for f in (tmp_path / "outputs").rglob("summary.json")}  # the default folder: ./outputs/...
     for name in ("summary.json", "traces.parquet", "steps.parquet", "gradient_flow.png", ".hydra/config.yaml"):
         assert (run / name).exists(), name
     summary = json.loads((run / "summary.json").read_text())
@@ -36,13 +36,7 @@ def test_run_writes_a_complete_run_folder(tmp_path):
     assert len(steps) == 20 and steps["loss"].notna().all()
     assert "Gradient norms per layer" in p.stdout and "VANISHING" in p.stdout or "HEALTHY" in p.stdout
     assert str(run) in p.stdout.replace("\n", "")
-
-
-def test_default_output_folder_is_under_the_working_directory(tmp_path):
-    p = vgrun_cmd(SMALL, tmp_path)
-    assert p.returncode == 0, p.stderr
-    runs = vgrun.load_runs(tmp_path / "outputs")
-    assert runs["run"].nunique() == 1
+    assert vgrun.load_runs(tmp_path / "outputs")["run"].nunique() == 1
 
 
 @pytest.mark.parametrize(

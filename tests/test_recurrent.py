@@ -130,6 +130,7 @@ def test_jacobian_trace_of_a_linear_rnn_is_v_times_a_matrix_power():
     np.testing.assert_allclose(np.asarray(trace.jacobian[0, 0]), 0.9**k, rtol=1e-10)
 
 
+@pytest.mark.optimized
 def test_time_step_taps_do_not_underflow_in_float32():
     """The taps inside the reverse scan are underflow-safe: in float32 a plain sum of squares
     is 0 once the entries fall near 1e-22; here they fall to ~1e-31 (0.5^100 / sqrt(H)), and

@@ -164,6 +164,7 @@ def test_cores_launcher_trains_in_the_launching_process_and_in_a_worker(tmp_path
     assert proc.pid in {p[0] for p in pids} and len({p[0] for p in pids}) == 2, (proc.pid, pids)
 
 
+@pytest.mark.long  # starts a pool, kills its worker, waits for the sweep to end
 def test_a_cores_worker_that_dies_fails_its_job_only(tmp_path):
     """A pool worker killed mid-job: that job is recorded failed with the reason, the others complete,
     the sweep exits 1 with its summary written."""
@@ -180,6 +181,7 @@ def test_a_cores_worker_that_dies_fails_its_job_only(tmp_path):
     assert "failed" in out and "Traceback" not in out + errs
 
 
+@pytest.mark.long  # starts a pool, kills its worker, waits for the sweep to end
 def test_fail_fast_stops_a_cores_sweep_whose_worker_dies(tmp_path):
     """fail_fast=true: a worker dying is a failure like any other: the jobs that start after it skip themselves."""
     if len(os.sched_getaffinity(0)) < 2:

@@ -100,6 +100,7 @@ def test_clip_by_global_norm_bounds_the_update():
     assert (r.metrics["grad_norm"] > 1e-3).all()  # it did clip
 
 
+@pytest.mark.optimized
 def test_float64_measures_below_float32_range():
     cfg = small(act="sigmoid", depth=80, width=32, steps=2, chunks=1, dtype="float64")
     r = run(cfg)
@@ -128,6 +129,7 @@ def test_jobs_of_one_signature_share_a_compiled_program_and_get_their_own_result
     assert len(cache) == 2
 
 
+@pytest.mark.optimized
 def test_update_norms_when_the_output_update_overflows():
     """Plain SGD: |update_l| = c |dL/dW_l|, c read off the output layer (optim.scales_gradient).
     Here lr is so large that the output layer's update overflows to inf while the others stay
