@@ -12,10 +12,13 @@ def _xla_optimizations(request):
     """The suite's in-process programs are compiled without XLA's costly optimization passes (most of
     the suite's time is compiling): the tests check vgrun's logic and numbers, which these passes must
     not change. Tests marked `optimized` (underflow and overflow at the edge of float32's range, where
-    an optimization could change the answer) compile with every pass, as the command line does."""
+    an optimization could change the answer) and the long tests (full-size programs that run long
+    enough for the unoptimized code to cost more than compiling it) compile with every pass, as the
+    command line does."""
     import jax
 
-    jax.config.update("jax_disable_most_optimizations", request.node.get_closest_marker("optimized") is None)
+    optimized = any(request.node.get_closest_marker(m) for m in ("optimized", "long", "slow"))
+    jax.config.update("jax_disable_most_optimizations", not optimized)
     yield
 
 

@@ -48,17 +48,33 @@ def example_losses(model, params, state, x, y, probes):
     return optax.softmax_cross_entropy_with_integer_labels(y_pred, y)  # [B]
 
 
-def reference_losses(cfg, params, x, y, dz):
+def reference_losses(cfg, params, x, y, dz, dh=None):
     """An independent forward pass with perturbations dz[l] [B, width] added to the
-    pre-activation of layer l (dz[depth]: to the logits); per-example losses [B]."""
+    pre-activation of layer l (dz[depth]: to the logits) and dh[l] to the output h_l of hidden
+    layer l (a residual network's stream); per-example losses [B]."""
     phi = ACTIVATIONS[cfg.act].fn
     residual = cfg.model.name == "resmlp"
-    h = phi(x @ params["inp"]["w"] + params["inp"]["b"] + dz[0])
+    dh = dh if dh is not None else [0.0] * cfg.depth
+    h = phi(x @ params["inp"]["w"] + params["inp"]["b"] + dz[0]) + dh[0]
     for l in range(cfg.depth - 1):
         a = phi(h @ params["hid"]["w"][l] + params["hid"]["b"][l] + dz[l + 1])
-        h = h + cfg.model.res_scale * a if residual else a
+        h = (h + cfg.model.res_scale * a if residual else a) + dh[l + 1]
     logits = h @ params["out"]["w"] + params["out"]["b"] + dz[cfg.depth]
     return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+
+def rms_fd(f, zero, B):
+    """RMS over the batch of ||d loss_i / d v_l,i|| by central differences, for each list entry l."""
+    sq = np.zeros(len(zero))  # sum over examples of ||dL_i / dv_l,i||^2
+    for l in range(len(zero)):
+        for i in range(B):
+            for j in range(zero[l].shape[1]):
+                e = zero[l].at[i, j].set(EPS)
+                plus, minus = list(zero), list(zero)
+                plus[l], minus[l] = e, -e
+                g = (f(plus)[i] - f(minus)[i]) / (2 * EPS)
+                sq[l] += float(g) ** 2
+    return np.sqrt(sq / B)
 
 
 @pytest.mark.parametrize("act,model", [("tanh", "mlp"), ("sigmoid", "mlp"), ("gcu", "resmlp")])
@@ -70,16 +86,14 @@ def test_delta_is_rms_of_per_example_dL_dz(act, model):
     f = jax.jit(lambda dz: reference_losses(cfg, carry.params, x, y, dz))
     np.testing.assert_allclose(f(zero), example_losses(
         models.mlp.make(cfg, 3, 2, jnp.float64, cfg.diagnosis.sat_tol), carry.params, carry.state, x, y, None), rtol=1e-12)
-    sq = np.zeros(L + 1)  # sum over examples of ||dL_i / dz_l,i||^2
-    for l in range(L + 1):
-        for i in range(B):
-            for j in range(zero[l].shape[1]):
-                e = zero[l].at[i, j].set(EPS)
-                plus, minus = list(zero), list(zero)
-                plus[l], minus[l] = e, -e
-                g = (f(plus)[i] - f(minus)[i]) / (2 * EPS)
-                sq[l] += float(g) ** 2
-    np.testing.assert_allclose(trace.delta, np.sqrt(sq / B), rtol=1e-6)
+    np.testing.assert_allclose(trace.delta, rms_fd(f, zero, B), rtol=1e-6)
+    if model == "resmlp":  # the residual stream at each block's output, h_0 .. h_{depth-1}
+        dz0 = [jnp.zeros((B, W)) for _ in range(L)] + [jnp.zeros((B, 2))]
+        g = jax.jit(lambda dh: reference_losses(cfg, carry.params, x, y, dz0, dh))
+        np.testing.assert_allclose(trace.stream[:L], rms_fd(g, [jnp.zeros((B, W)) for _ in range(L)], B), rtol=1e-6)
+        assert np.isnan(trace.stream[L])  # the output layer is no block
+    else:
+        assert np.isnan(trace.stream).all()  # no stream without skip connections
 
 
 @pytest.mark.parametrize("act", ["tanh", "relu"])

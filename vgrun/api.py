@@ -64,10 +64,11 @@ def train(cfg, on_chunk=None) -> Run:
 
 
 def diagnose(run: Run) -> dict:
-    """The diagnosis of a trained run (the median over seeds): verdict, ratios, signs, theory."""
-    from vgrun.io.record import _diagnosis
+    """The diagnosis of a trained run (the median over seeds): verdict, headline, gradient at step 0
+    and over training, learning, signs, theory."""
+    from vgrun.io.record import _diagnosis, _median_final
 
-    return _diagnosis(run.cfg, run.result, run.recurrent)
+    return _diagnosis(run.cfg, run.result, run.recurrent, _median_final(run.results)[0])
 
 
 def save(run: Run, folder) -> Path:

@@ -147,7 +147,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     from vgrun.io import record, store
     from vgrun.sweeps import vectorize
     from vgrun.training import loop as train
-    from vgrun.viz.console import print_run
+    from vgrun.viz.console import print_run, write_report
     from vgrun.viz.plots import run_figure
 
     summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg)}
@@ -184,6 +184,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     }
     store.write_summary(run_dir, summary)
     print_run(console, cfg, summary, med.traces, run_dir, recurrent)
+    write_report(run_dir, lambda c: print_run(c, cfg, summary, med.traces, run_dir, recurrent))
     if summary.get("pretrain"):  # vgrun.training.pretrain: what the pretraining phase did
         from vgrun.training.pretrain import summary_line
 
@@ -208,7 +209,10 @@ def run_doya(cfg: Config, run_dir: Path, t_start: float) -> int:
         analysis = doya.analyze(cfg.doya)
         plot(analysis, run_dir / "doya.png")
     result = doya.summary(analysis)
-    summary.update(status="completed", doya=result, timing={"wall_s": time.perf_counter() - t_start})
+    from vgrun.io.provenance import environment
+
+    summary.update(status="completed", doya=result, environment=environment(),
+                   timing={"wall_s": time.perf_counter() - t_start})
     store.write_summary(run_dir, summary)
     console.print(Panel("\n".join(doya.summary_lines(result)), title=f"doya w={cfg.doya.w}", title_align="left"))
     console.print(f"files: [bold]{run_dir}[/] (summary.json, doya.png)")

@@ -104,7 +104,8 @@ class DiagnosisConfig:
     explode_ratio: float = 1e2  # above this: exploding
     sat_tol: float = 0.1  # a unit is saturated where |phi'(z)| < sat_tol * sup|phi'| on the whole batch
     sat_frac: float = 0.5  # "many saturated units" above this share
-    stall_frac: float = 0.9  # "loss stalls": final loss above this share of the initial
+    stall_frac: float = 0.9  # the loss learned: final below this share of its initial and the baseline's loss
+    dead_ratio: float = 1e-6  # a residual branch is dead where |dL/dz_l| < this * |dL/dh_l| (its stream)
     memory_ratio: float = 1e-3  # recurrent: effective memory = horizon where |dL/dh_t| > this * |dL/dh_T|
 
 

@@ -1,9 +1,10 @@
 """From trained results to the run folder: summary (final metrics, diagnosis), tables, plot.
 
 One job is one `train.Result`, or with `seeds=N` a list of N (one vmapped program). Then
-the tables hold every seed (the `seed` column: cfg.seed + i), `final` and `diagnosis`
-describe the median over seeds (`median`), and `seeds` lists each seed's own
-final metrics and verdict. The plot shows the median and the spread.
+the tables hold every seed (the `seed` column: cfg.seed + i); each `final` metric is the
+median of the seeds' own finals, with their range in `final_range`; `diagnosis` describes
+the median traces (`median`), its learning judged on the median final loss; `seeds` lists
+each seed's own final metrics and verdict. The plot shows the median and the spread.
 """
 
 from __future__ import annotations
@@ -28,13 +29,28 @@ def _final(res) -> dict:
     }
 
 
-def _diagnosis(cfg, res, recurrent: bool) -> dict:
+def _median_final(results: list) -> tuple[dict, dict | None]:
+    """Each final metric: the median of the seeds' own finals (NaN-aware), and their [min, max]."""
+    import warnings
+
+    finals = [_final(r) for r in results]
+    if len(finals) == 1:
+        return finals[0], None
+    with warnings.catch_warnings():  # every seed NaN (no accuracy for a regression task): NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        med = {k: float(np.nanmedian([f[k] for f in finals])) for k in finals[0]}
+        spread = {k: [float(np.nanmin([f[k] for f in finals])), float(np.nanmax([f[k] for f in finals]))]
+                  for k in finals[0]}
+    return med, spread
+
+
+def _diagnosis(cfg, res, recurrent: bool, final: dict | None = None) -> dict:
     from vgrun.science.verdict import clipping, diagnose, diagnose_time
 
-    if recurrent:
-        d = diagnose_time(cfg, res.traces, res.status)
-    else:
-        d = diagnose(cfg, res.metrics, res.traces, res.status, res.problem.baseline)
+    final = final or _final(res)
+    judge = diagnose_time if recurrent else diagnose
+    d = judge(cfg, res.metrics, res.traces, res.status, res.problem.baseline,
+              (final["test_loss"], final["test_acc"]), final["train_loss"])
     d["clipping"] = clipping(cfg, res.metrics)
     d["baseline_loss"] = res.problem.baseline
     return d
@@ -63,8 +79,14 @@ def write(cfg, results: list, run_dir: Path, summary: dict, recurrent: bool):
     with warnings.catch_warnings():  # nanmedian of an all-NaN column (a diverged layer) is NaN, as it should be
         warnings.simplefilter("ignore", RuntimeWarning)
         med = median(results)
-    summary.update(status=med.status, steps_done=len(med.metrics["loss"]), final=_final(med),
-                   diagnosis=_diagnosis(cfg, med, recurrent))
+    from vgrun.io.provenance import config_dict, environment
+
+    final, spread = _median_final(results)
+    summary.update(config=config_dict(cfg, results[0].problem), environment=environment())
+    summary.update(status=med.status, steps_done=len(med.metrics["loss"]), final=final,
+                   diagnosis=_diagnosis(cfg, med, recurrent, final))
+    if spread is not None:
+        summary["final_range"] = spread
     pretrain = results[0].pretrain
     if pretrain is not None:  # vgrun/pretrain.py: the pretraining phase's numbers
         from vgrun.training import pretrain as pre
@@ -85,3 +107,4 @@ def write(cfg, results: list, run_dir: Path, summary: dict, recurrent: bool):
 
     store.write_frames(run_dir, {k: pd.concat(v, ignore_index=True) for k, v in frames.items()})
     return summary, med
+

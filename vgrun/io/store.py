@@ -18,7 +18,6 @@ import glob as globlib
 import json
 import math
 import os
-from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -101,5 +100,8 @@ def load_runs(paths, table: str = "traces"):
     return pd.concat([load_run(r, table) for r in runs], ignore_index=True)
 
 
-def config_dict(cfg) -> dict:
-    return asdict(cfg)
+def config_dict(cfg, problem=None) -> dict:
+    """The config as a run folder stores it: what applies to the run (`vgrun.io.provenance.config_dict`)."""
+    from vgrun.io.provenance import config_dict as applying
+
+    return applying(cfg, problem)

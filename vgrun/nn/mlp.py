@@ -14,8 +14,9 @@ unrolled in training and deeper ones scanned (benchmarks/bench_unroll.py; timing
 benchmarks/README.md); the held-out evaluation (train=False) is always scanned rolled:
 it runs once per chunk, and rolled it compiles faster and runs no slower.
 
-`probes` ({"hid": {"z"[, "w"]}: [depth] each, "out": {"z"[, "w"]}: scalars}) are zero
-scalars tapped onto every pre-activation z_l (and, in a rolled stack, weight W_l)
+`probes` ({"hid": {"z"[, "w"][, "h"]}: [depth] each, "out": {"z"[, "w"]}: scalars}) are zero
+scalars tapped onto every pre-activation z_l (in a rolled stack, weight W_l; in a residual
+network, the stream h_l at each block's output, layer 0's output included)
 (`vgrun.probes.layers.tap`): the gradient of the loss with respect to a probe is the norm of the
 gradient flowing through what it taps, |dL/dz_l| (over the batch), |dL/dW_l|, taken inside
 the backward pass while the layer is in cache. |dL/dz_l| exists nowhere else. The weight
@@ -79,6 +80,8 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
             z, st = normalize(norm, z, p, st, train, cfg.bn_momentum)
             a = act.fn(z)
             out = h + alpha * a if skip else a
+            if probe is not None and "h" in probe:  # the residual stream at the block's output
+                out = tap(out, probe["h"])
             # saturated unit: slope below sat_level on every example of the batch (a dead
             # relu, a stuck sigmoid); half of a relu layer is off for any one example
             s = ()
@@ -113,6 +116,8 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
 
     def probes():
         names = ("z",) if unrolled else ("z", "w")
-        return {"hid": {k: jnp.zeros((depth,), dtype) for k in names}, "out": {k: jnp.zeros((), dtype) for k in names}}
+        stream = ("h",) if residual else ()
+        return {"hid": {k: jnp.zeros((depth,), dtype) for k in names + stream},
+                "out": {k: jnp.zeros((), dtype) for k in names}}
 
     return Model(init, apply, probes, depth + 1, recurrent=False)

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_batching import custom_vmap
 
-TRACE_FIELDS = ("grad_w", "grad_b", "delta", "weight", "update_ratio", "act_mean", "act_std", "saturated")
+TRACE_FIELDS = ("grad_w", "grad_b", "delta", "stream", "weight", "update_ratio", "act_mean", "act_std", "saturated")
 STEP_FIELDS = ("loss", "acc", "grad_norm", "test_loss", "test_acc")
 
 
@@ -25,6 +25,7 @@ class Trace(NamedTuple):
     grad_w: jax.Array  # ||dL/dW_l||_F
     grad_b: jax.Array  # ||dL/db_l||
     delta: jax.Array  # RMS over the batch of ||dL_i/dz_l||, z_l the pre-activation
+    stream: jax.Array  # residual networks: RMS over the batch of ||dL_i/dh_l||, h_l the block's output (else NaN)
     weight: jax.Array  # ||W_l||_F
     update_ratio: jax.Array  # ||W_l(t+1) - W_l(t)||_F / ||W_l(t)||_F
     act_mean: jax.Array  # mean of phi(z_l) over batch and units
@@ -174,25 +175,29 @@ def layer_norms(tree, name: str, per_layer: bool = True) -> jax.Array:
 def trace_step(grads, probe_grads, params, updates, measured, batch: int, update_norms=None) -> Trace:
     """The per-layer trace of one step from what the step computed anyway.
 
-    probe_grads hold |dL/dz_l|_F (over the batch) and maybe |dL/dW_l| (`tap`); the rest is
-    measured on the gradient `grads`, one norm over each stack.
+    probe_grads hold |dL/dz_l|_F (over the batch), maybe |dL/dW_l| and, in a residual network,
+    |dL/dh_l|_F at each block's output (`tap`); the rest is measured on the gradient `grads`,
+    one norm over each stack.
     update_norms: |dL/dW_l| [depth + 1] -> |W_l(t+1) - W_l(t)| [depth + 1], when the caller
     knows them without a pass over `updates` (else `layer_norms(updates, "w")`)."""
     hid, out = probe_grads["hid"], probe_grads["out"]
-    per_layer = {k: jnp.concatenate([hid[k], out[k][None]]) for k in hid}
+    per_layer = {k: jnp.concatenate([hid[k], out[k][None]]) for k in hid if k in out}
     for name in ("w", "b"):
         if name not in per_layer:
             per_layer[name] = layer_norms(grads, name, per_layer=False)
     # dL/dz = (1/B) dL_i/dz_i for a batch-mean loss, so RMS_i |dL_i/dz_i| = sqrt(B) |dL/dz|_F
-    delta = jnp.sqrt(jnp.asarray(batch, per_layer["z"].dtype)) * per_layer["z"]
+    root_b = jnp.sqrt(jnp.asarray(batch, per_layer["z"].dtype))
+    delta = root_b * per_layer["z"]
+    nan = jnp.full((1,), jnp.nan, delta.dtype)
+    stream = jnp.concatenate([root_b * hid["h"], nan]) if "h" in hid else jnp.full_like(delta, jnp.nan)
     mean, std, sat, w_hidden = (measured[k] for k in ("act_mean", "act_std", "saturated", "weight"))
     weight = jnp.concatenate([w_hidden, safe_norm(params["out"]["w"])[None]])
-    nan = jnp.full((1,), jnp.nan, delta.dtype)
     mean, std, sat = (jnp.concatenate([v.astype(delta.dtype), nan]) for v in (mean, std, sat))
     return Trace(
         grad_w=per_layer["w"],
         grad_b=per_layer["b"],
         delta=delta,
+        stream=stream,
         weight=weight,
         update_ratio=(layer_norms(updates, "w") if update_norms is None else update_norms(per_layer["w"])) / weight,
         act_mean=mean,

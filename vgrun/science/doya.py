@@ -127,7 +127,10 @@ def _cliff(d, b_grid, x_end, fold):
     l_pm, _ = loss_and_grad(np.array([b_c + PROBE, b_c - PROBE]), d.x0, d.target, d.w, d.eps, d.horizon)
     x_branch = final_state(b_c, np.array([0.0, 1.0]), d.w, d.eps, SETTLE)  # settled lower, upper
     out = {"b": b_c, "b_analytic": analytic, "loss_above": float(l_pm[0]), "loss_below": float(l_pm[1]),
-           "x_lower": float(x_branch[0]), "x_upper": float(x_branch[1]), "grad": None, "grad_analytic": None}
+           "x_lower": float(x_branch[0]), "x_upper": float(x_branch[1]),
+           # the jump at the cliff itself: the loss on the settled branch the state falls to, and the other
+           "loss_lower_branch": float((d.target - x_branch[0]) ** 2),
+           "loss_upper_branch": float((d.target - x_branch[1]) ** 2), "grad": None, "grad_analytic": None}
     if x_lo < d.x0 < x_hi:
         # at b_c the state sits on the unstable point, x_t = x0, so the sensitivity s_t = dx_t/db
         # obeys s_{t+1} = lam s_t + eps x0(1-x0): a geometric series with ratio lam > 1
@@ -206,8 +209,9 @@ def summary_lines(s: dict) -> list[str]:
     else:
         out = ["not bistable (w <= 4): one stable fixed point for every b, no cliff"]
     if c:
-        out.append(f"cliff at b = {c['b']:.10f} (analytic {c['b_analytic']:.10f}): loss {c['loss_above']:.3g} "
-                   f"at b + {PROBE}, {c['loss_below']:.3g} at b - {PROBE}")
+        out.append(f"cliff at b = {c['b']:.10f} (analytic {c['b_analytic']:.10f}): on its settled branches the loss "
+                   f"jumps from {c['loss_upper_branch']:.3g} to {c['loss_lower_branch']:.3g}; x(T) gives "
+                   f"{c['loss_above']:.3g} at b + {PROBE}, {c['loss_below']:.3g} at b - {PROBE}")
     at_cliff = f"; at the cliff {c['grad']:.6g} (closed form {c['grad_analytic']:.6g})" if c and c["grad"] else ""
     out.append(f"max |dL/db| on the grid = {m['abs']:.4g} at b = {m['b']:.4f}{at_cliff}")
     out.append(f"dx/db at settled fixed points, autodiff vs (1/(x(1-x)) - w)^-1: "

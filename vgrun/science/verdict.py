@@ -1,13 +1,29 @@
-"""The verdict: vanishing | exploding | healthy, with the numbers behind it.
+"""The diagnosis: how the gradient flowed at initialization and over training, and whether the loss learned.
 
-The main number is r = |delta_first| / |delta_last|, the back-propagated gradient at
-the first hidden layer over that at the last hidden layer (the product of the depth-1
-backward Jacobians), taken as the median over traced steps (robust to a spike); for a
-recurrent network, at the first time step over the last (`diagnose_time`). Beside
-it, the signs practitioners look for: weights collapsing toward zero, saturated units,
-a training loss that stalls (stays near its initial value or the loss of the best
-constant prediction). For plain MLPs the measured per-layer factor at
-initialization stands next to the mean-field prediction (`vgrun.science.theory`).
+The gradient's number is r = |delta_first| / |delta_last|: the back-propagated gradient at
+the first hidden layer over that at the last (the product of the depth-1 backward
+Jacobians); for a residual network the same ratio on the residual stream dL/dh at the
+blocks' outputs (a branch whose gradient died would make the branch ratio huge); for a
+recurrent network, at the first time step over the last (`diagnose_time`). It is judged
+twice, against `diagnosis.vanish_ratio` and `diagnosis.explode_ratio`: at step 0 (the
+initialization, what the textbooks analyse) and over training (the geometric median over
+traced steps, robust to a spike), with the step from which it stayed in the band if it
+started outside. The loss is judged on its own: it learned if the final training loss
+(the mean of the last 5% of steps) fell below `diagnosis.stall_frac` times both its initial
+value and the loss of the best constant prediction (`baseline_loss`: chance, for a
+classifier); it diverged if a value went non-finite. The one-word verdict:
+
+    diverged       the run went non-finite (the headline says where first, and at which step)
+    vanishing      r below the band at initialization, else over training
+    exploding      r above the band at initialization, else over training
+    not learning   r in the band throughout, and the loss stalled
+    healthy        r in the band throughout, and the loss learned
+
+and the headline says the combination in words ("VANISHING at initialization (3.1e-05 over
+29 layers), recovered by step 300; the loss stalled at chance"). Beside it: weights
+collapsing toward zero, saturated units, dead residual branches, and for plain MLPs the
+measured per-layer factor at initialization next to the mean-field prediction
+(`vgrun.science.theory`).
 """
 
 from __future__ import annotations
@@ -19,6 +35,8 @@ import numpy as np
 from vgrun.probes.layers import TRACE_FIELDS
 from vgrun.probes.time import TimeTrace
 from vgrun.science.fits import decay_factor
+
+WORDS = ("diverged", "vanishing", "exploding", "not learning", "healthy")
 
 
 def _finite(x) -> float | None:
@@ -35,19 +53,139 @@ def per_layer_factor(delta_hidden: np.ndarray) -> float:
     return decay_factor(delta_hidden)
 
 
+def band(r: float, dcfg) -> str:
+    """One ratio judged: vanishing below vanish_ratio (0: the gradient underflowed), exploding
+    above explode_ratio (inf), healthy in between; NaN (0/0: nothing flowed) counts as vanishing."""
+    if not r < math.inf:
+        return "exploding" if r == math.inf else "vanishing"
+    return "vanishing" if r < dcfg.vanish_ratio else "exploding" if r > dcfg.explode_ratio else "healthy"
+
+
 def verdict(ratio: np.ndarray, status: str, dcfg) -> tuple[float, str]:
-    """(r, verdict) from first/last gradient ratios [S] (one per traced step), for layers and time alike:
-    r is the geometric median of the finite positive ratios; none finite: exploding if the run
+    """(r, word) over training from first/last ratios [S] (one per traced step): r is the
+    geometric median of the finite positive ratios; none finite: exploding if the run
     diverged, else vanishing (the gradient underflowed to 0)."""
     ok = np.isfinite(ratio) & (ratio > 0)
-    r = float(np.exp(np.median(np.log(ratio[ok])))) if ok.any() else math.nan
     if not ok.any():
-        return r, "exploding" if status == "diverged" else "vanishing"
-    if r < dcfg.vanish_ratio:
-        return r, "vanishing"
-    if r > dcfg.explode_ratio:
-        return r, "exploding"
-    return r, "healthy"
+        return math.nan, "exploding" if status == "diverged" else "vanishing"
+    r = float(np.exp(np.median(np.log(ratio[ok]))))
+    return r, band(r, dcfg)
+
+
+def gradient(ratio: np.ndarray, status: str, dcfg, trace_every: int) -> dict:
+    """The ratio judged at initialization and over training, and when it came back into the band."""
+    ratio = np.asarray(ratio, np.float64)
+    r0 = float(ratio[0]) if len(ratio) else math.nan
+    init = band(r0, dcfg)
+    r, word = verdict(ratio, status, dcfg)
+    recovered = None
+    if init != "healthy":  # the first traced step from which every later ratio stays in the band
+        inside = np.array([band(x, dcfg) == "healthy" for x in ratio])
+        outside = np.flatnonzero(~inside)
+        if inside[-1] and len(ratio) > 1:
+            recovered = int(outside.max() + 1) * trace_every
+    return {"init": init, "training": word, "ratio_init": _finite(r0), "ratio_training": _finite(r),
+            "ratio_final": _finite(ratio[-1]) if len(ratio) else None, "recovered_step": recovered}
+
+
+def learning(loss: np.ndarray, status: str, baseline: float, dcfg, test=(math.nan, math.nan), end=None) -> dict:
+    """Whether the training loss learned: `learned` if its final value (`end`, default the mean of
+    the last 5% of steps) is below stall_frac times both its initial value and the best constant
+    prediction's loss, `diverged` if the run went non-finite, else `stalled`."""
+    loss = np.asarray(loss, np.float64)
+    tail = max(1, len(loss) // 20)
+    loss0 = float(loss[0])
+    end = float(np.mean(loss[-tail:])) if end is None else float(end)
+    if status == "diverged" or not math.isfinite(end):
+        outcome = "diverged"
+    elif end < dcfg.stall_frac * min(loss0, baseline):
+        outcome = "learned"
+    else:
+        outcome = "stalled"
+    return {"outcome": outcome, "loss_initial": _finite(loss0), "loss_final": _finite(end),
+            "baseline_loss": _finite(baseline),
+            "final_over_baseline": _finite(end / baseline) if baseline and math.isfinite(end) else None,
+            "test_loss": _finite(test[0]), "test_acc": _finite(test[1]),
+            "test_over_baseline": _finite(test[0] / baseline) if baseline else None}
+
+
+# forward quantities before backward ones: within one step the loss goes non-finite before the gradient
+_ORDER = ("loss", "act_mean", "act_std", "delta", "stream", "grad_w", "grad_b", "grad_norm", "weight", "update_ratio")
+
+
+def first_nonfinite(metrics: dict, fields: dict, trace_every: int) -> dict | None:
+    """The earliest step at which a measured value went non-finite, and which: metrics [steps]
+    (loss, grad_norm) and fields {name: [traced steps, ...]} from the traces."""
+    found = []
+    for name in ("loss", "grad_norm"):
+        v = np.asarray(metrics.get(name, []), np.float64)
+        if name == "grad_norm":  # measured at traced steps (NaN placeholders elsewhere unless clipping)
+            steps = np.flatnonzero(~np.isfinite(v[::trace_every])) * trace_every
+        else:
+            steps = np.flatnonzero(~np.isfinite(v))
+        if steps.size:
+            found.append((int(steps[0]), _ORDER.index(name), name, None))
+    for name, v in fields.items():
+        v = np.asarray(v, np.float64)
+        bad = ~np.isfinite(v.reshape(len(v), -1))
+        rows = np.flatnonzero(bad.any(1))
+        if rows.size:
+            where = int(np.flatnonzero(bad[rows[0]])[0])
+            found.append((int(rows[0]) * trace_every, _ORDER.index(name) if name in _ORDER else len(_ORDER), name, where))
+    if not found:
+        return None
+    step, _, name, where = min(found)
+    return {"step": step, "what": name, "index": where}
+
+
+def word(grad: dict, learn: dict) -> str:
+    """The one-word verdict (see the module's docstring)."""
+    if learn["outcome"] == "diverged":
+        return "diverged"
+    for judged in (grad["init"], grad["training"]):
+        if judged != "healthy":
+            return judged
+    return "not learning" if learn["outcome"] == "stalled" else "healthy"
+
+
+def headline(d: dict, span: str) -> str:
+    """The verdict in words; span: what the ratio spans ("29 layers", "99 time steps")."""
+    g, learn, v = d["gradient"], d["learning"], d["verdict"]
+    dead = d.get("dead_branches")
+    dead = f"; {100 * dead['share_final']:.0f}% of the residual branches dead by the end" if dead and \
+        dead["share_final"] else ""
+    r0 = _e(g["ratio_init"])
+    at_init = (f"{g['init'].upper() if v == g['init'] else g['init']} at initialization ({r0} over {span})"
+               if g["init"] != "healthy" else f"healthy gradient at initialization ({r0} over {span})")
+    if g["init"] != "healthy" and g["recovered_step"] is not None:
+        later = f"recovered by step {g['recovered_step']}"
+    elif g["training"] == g["init"]:
+        later = f"still {g['training']} over training (median {_e(g['ratio_training'])})" if g["init"] != "healthy" \
+            else "and over training"
+    else:
+        word_t = g["training"].upper() if v == g["training"] and v != g["init"] else g["training"]
+        later = f"{word_t} over training (median {_e(g['ratio_training'])})"
+    if learn["outcome"] == "diverged":
+        nf = d.get("first_nonfinite")
+        what = f"{nf['what']}" + (f" (layer {nf['index']})" if nf and nf["index"] is not None else "") if nf else "a value"
+        step = nf["step"] if nf else d.get("steps_done")
+        return f"DIVERGED at step {step}: {what} went non-finite first; {at_init}"
+    if learn["outcome"] == "stalled":
+        fob = learn["final_over_baseline"]
+        what = "NOT LEARNING: " if v == "not learning" else ""
+        loss = (f"the loss stalled at chance ({fob:.2f} of the constant prediction's loss)" if fob is not None
+                and fob > 0.9 and fob < 1.1 else f"the loss did not learn ({_e(learn['loss_initial'])} -> "
+                f"{_e(learn['loss_final'])}, {_e(fob)}x the constant prediction's loss)")
+        return f"{what}{at_init}, {later}; {loss}{dead}"
+    acc = learn.get("test_acc")
+    trained = (f"trained to {100 * acc:.1f}% held-out accuracy" if acc is not None else
+               f"trained: loss {_e(learn['loss_final'])}, {_e(learn['final_over_baseline'])}x the constant "
+               f"prediction's")
+    return ("HEALTHY: " if v == "healthy" else "") + f"{at_init}, {later}; {trained}{dead}"
+
+
+def _e(x) -> str:
+    return "n/a" if x is None or not math.isfinite(x) else f"{x:.1e}" if x < 1e-2 or x >= 1e3 else f"{x:.3g}"
 
 
 def theory_check(cfg, delta0_hidden: np.ndarray) -> dict:
@@ -75,18 +213,21 @@ def theory_check(cfg, delta0_hidden: np.ndarray) -> dict:
     return {"applies": True, **pred, "measured_factor": measured, "measured_over_predicted": measured / pred["factor"]}
 
 
-def diagnose(cfg, metrics: dict, traces, status: str, baseline: float) -> dict:
-    """Summary numbers and verdict from host arrays (metrics [S], traces [T, L+1])."""
+def diagnose(cfg, metrics: dict, traces, status: str, baseline: float, test=(math.nan, math.nan),
+             final_loss=None) -> dict:
+    """The diagnosis of a feed-forward run from host arrays (metrics [steps], traces [traced steps, L+1]);
+    final_loss: the final training loss to judge (default: the mean of the last 5% of `metrics`)."""
     dcfg = cfg.diagnosis
-    delta = np.asarray(traces.delta, np.float64)  # [T, L+1]
+    delta = np.asarray(traces.delta, np.float64)  # [S, L+1]
     hidden = delta[:, : cfg.depth]
+    stream = np.asarray(traces.stream, np.float64)[:, : cfg.depth]
+    basis = "stream" if np.isfinite(stream).any() else "delta"  # residual networks: judged on the stream
+    on = stream if basis == "stream" else hidden
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = hidden[:, 0] / hidden[:, -1]  # [T]
-    r, word = verdict(ratio, status, dcfg)
+        ratio = on[:, 0] / on[:, -1]  # [S]
+    grad = gradient(ratio, status, dcfg, cfg.trace_every)
+    learn = learning(metrics["loss"], status, baseline, dcfg, test, final_loss)
 
-    loss = np.asarray(metrics["loss"], np.float64)
-    tail = max(1, len(loss) // 20)  # last 5% of steps
-    loss0, loss_end = float(loss[0]), float(np.mean(loss[-tail:]))
     weight = np.asarray(traces.weight, np.float64)
     w_change = weight[-1, : cfg.depth] / weight[0, : cfg.depth]
     sat = np.asarray(traces.saturated, np.float64)[-max(1, len(delta) // 10) :, : cfg.depth].mean(0)
@@ -96,42 +237,60 @@ def diagnose(cfg, metrics: dict, traces, status: str, baseline: float) -> dict:
         "min_weight_norm_change": _finite(np.nanmin(w_change)) if np.isfinite(w_change).any() else None,
         "saturated_layers": saturated_layers,
         "max_saturated_share": _finite(np.nanmax(sat)) if np.isfinite(sat).any() else None,
-        # stalled: still near the initial loss or the best constant prediction's loss
-        "loss_stalled": bool(not np.isfinite(loss_end) or loss_end > dcfg.stall_frac * min(loss0, baseline)),
+        "loss_stalled": learn["outcome"] != "learned",
         "loss_baseline": _finite(baseline),
-        "loss_initial": _finite(loss0),
-        "loss_final": _finite(loss_end),
+        "loss_initial": learn["loss_initial"],
+        "loss_final": learn["loss_final"],
     }
     # count non-finite values where a value was measured (not the NaN placeholders for
     # output-layer activation statistics, untraced steps' grad_norm, unevaluated test steps)
-    nonfinite = {f: _count_nonfinite(getattr(traces, f)[:, : cfg.depth if f.startswith(("act", "sat")) else None])
-                 for f in TRACE_FIELDS}
+    fields = {f: getattr(traces, f)[:, : cfg.depth if f.startswith(("act", "sat", "stream")) else None]
+              for f in TRACE_FIELDS if f != "stream" or basis == "stream"}
+    nonfinite = {f: _count_nonfinite(v) for f, v in fields.items()}
     nonfinite["loss"] = _count_nonfinite(metrics["loss"])
     nonfinite["grad_norm"] = _count_nonfinite(metrics["grad_norm"][:: cfg.trace_every])
-    return {
-        "verdict": word,
-        "ratio_first_last": _finite(r),
-        "ratio_first_last_init": _finite(ratio[0]),
-        "ratio_first_last_final": _finite(ratio[-1]),
-        "per_layer_factor_init": _finite(per_layer_factor(hidden[0])),
-        "thresholds": {"vanish_ratio": dcfg.vanish_ratio, "explode_ratio": dcfg.explode_ratio},
+    d = {
+        "verdict": word(grad, learn),
+        "basis": basis,
+        "gradient": grad,
+        "learning": learn,
+        "first_nonfinite": first_nonfinite(metrics, fields, cfg.trace_every) if learn["outcome"] == "diverged" else None,
+        "ratio_first_last": grad["ratio_training"],
+        "ratio_first_last_init": grad["ratio_init"],
+        "ratio_first_last_final": grad["ratio_final"],
+        "per_layer_factor_init": _finite(per_layer_factor(on[0])),
+        "thresholds": thresholds(dcfg),
         "signs": signs,
+        "dead_branches": dead_branches(hidden, stream, dcfg.dead_ratio) if basis == "stream" else None,
         "nonfinite": nonfinite,
         "theory": theory_check(cfg, hidden[0]),
     }
+    d["headline"] = headline(d, f"{cfg.depth - 1} layers")
+    return d
+
+
+def thresholds(dcfg) -> dict:
+    return {"vanish_ratio": dcfg.vanish_ratio, "explode_ratio": dcfg.explode_ratio, "stall_frac": dcfg.stall_frac}
+
+
+def dead_branches(delta: np.ndarray, stream: np.ndarray, ratio: float) -> dict:
+    """Residual blocks 1 .. L-1 whose branch gradient |dL/dz_l| fell below `ratio` times the stream's
+    |dL/dh_l| at the block's output: dead (a ReLU branch switched off on the whole batch), at the
+    first and the last traced step."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        dead = ~(delta[:, 1:] >= ratio * stream[:, 1:])  # [S, L-1]; NaN counts as dead
+    blocks = max(1, dead.shape[1])
+    return {"threshold": ratio, "share_init": float(dead[0].sum() / blocks), "share_final": float(dead[-1].sum() / blocks),
+            "final": [int(i) + 1 for i in np.flatnonzero(dead[-1])]}
 
 
 def explain(d: dict) -> str:
-    """One sentence with the numbers behind the verdict."""
-    r = d["ratio_first_last"]
-    th = d["thresholds"]
-    rs = f"{r:.2e}" if r is not None else "n/a (no finite trace)"
-    why = {
-        "vanishing": f"below {th['vanish_ratio']:.0e}",
-        "exploding": f"above {th['explode_ratio']:.0e}",
-        "healthy": f"within [{th['vanish_ratio']:.0e}, {th['explode_ratio']:.0e}]",
-    }[d["verdict"]]
-    return f"|delta_first| / |delta_last| = {rs} (median over traced steps), {why}"
+    """One sentence: the ratio over training and the band it is judged against."""
+    th, g = d["thresholds"], d["gradient"]
+    where = "on the residual stream, " if d.get("basis") == "stream" else ""
+    return (f"|grad first| / |grad last| {where}median over traced steps {_e(g['ratio_training'])}, at step 0 "
+            f"{_e(g['ratio_init'])}, at the end {_e(g['ratio_final'])}; healthy within "
+            f"[{th['vanish_ratio']:.0e}, {th['explode_ratio']:.0e}]")
 
 
 def clipping(cfg, metrics: dict) -> dict | None:
@@ -163,20 +322,28 @@ def effective_memory(delta_t: np.ndarray, ratio: float) -> int:
     return len(rel) - 1 - int(below.max()) - 1 if below.size else len(rel) - 1
 
 
-def diagnose_time(cfg, traces: TimeTrace, status: str) -> dict:
-    """Verdict from the top layer's |delta_0| / |delta_{T-1}| (median over traced steps)."""
+def diagnose_time(cfg, metrics: dict, traces: TimeTrace, status: str, baseline: float, test=(math.nan, math.nan),
+                  final_loss=None) -> dict:
+    """The diagnosis of a recurrent run: the top layer's |delta_0| / |delta_{T-1}| at step 0 and
+    over training, and whether the loss learned against the task's baseline."""
     dcfg = cfg.diagnosis
     delta = np.asarray(traces.delta, np.float64)[:, -1, :]  # [S, T], top layer
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = delta[:, 0] / delta[:, -1]
-    r, word = verdict(ratio, status, dcfg)
+    grad = gradient(ratio, status, dcfg, cfg.trace_every)
+    learn = learning(metrics["loss"], status, baseline, dcfg, test, final_loss)
     factor = decay_per_step(delta[0, :-1]) if len(delta) else math.nan
-    fin = lambda x: float(x) if np.isfinite(x) else None  # noqa: E731
-    return {
-        "verdict": word,
-        "ratio_first_last": fin(r),
-        "ratio_first_last_init": fin(ratio[0]),
-        "ratio_first_last_final": fin(ratio[-1]),
+    fin = _finite
+    fields = {f: getattr(traces, f) for f in TimeTrace._fields}
+    d = {
+        "verdict": word(grad, learn),
+        "basis": "time",
+        "gradient": grad,
+        "learning": learn,
+        "first_nonfinite": first_nonfinite(metrics, fields, cfg.trace_every) if learn["outcome"] == "diverged" else None,
+        "ratio_first_last": grad["ratio_training"],
+        "ratio_first_last_init": grad["ratio_init"],
+        "ratio_first_last_final": grad["ratio_final"],
         "per_step_factor_init": fin(factor),
         "memory_ratio": dcfg.memory_ratio,
         "effective_memory_init": effective_memory(delta[0], dcfg.memory_ratio),
@@ -186,7 +353,9 @@ def diagnose_time(cfg, traces: TimeTrace, status: str) -> dict:
         "sigma_max_init": [fin(v) for v in np.asarray(traces.sigma_max)[0]],
         "rho_final": [fin(v) for v in np.asarray(traces.rho)[-1]],
         "sigma_max_final": [fin(v) for v in np.asarray(traces.sigma_max)[-1]],
-        "thresholds": {"vanish_ratio": dcfg.vanish_ratio, "explode_ratio": dcfg.explode_ratio},
-        "nonfinite": {f: int(np.size(getattr(traces, f)) - np.isfinite(getattr(traces, f)).sum())
-                      for f in TimeTrace._fields},
+        "thresholds": thresholds(dcfg),
+        "nonfinite": {f: _count_nonfinite(v) for f, v in fields.items()}
+        | {"loss": _count_nonfinite(metrics["loss"])},
     }
+    d["headline"] = headline(d, f"{delta.shape[1] - 1} time steps")
+    return d

@@ -11,7 +11,8 @@ from rich.table import Table
 from vgrun.science.verdict import explain
 from vgrun.viz.format import fmt, percent
 
-COLORS = {"vanishing": "bold red", "exploding": "bold magenta", "healthy": "bold green"}
+COLORS = {"vanishing": "bold red", "exploding": "bold magenta", "healthy": "bold green", "not learning": "bold yellow",
+          "diverged": "bold magenta"}
 
 
 def _e(x) -> str:
@@ -30,18 +31,42 @@ def layer_table(cfg, traces) -> Table:
         caption_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    for col in ("layer", "|δ| start", "|δ| end", "|dW| start", "|dW| end", "upd/W", "sat"):
+    stream = bool(np.isfinite(traces.stream).any())  # a residual network: its stream beside the branches
+    cols = ("layer", "|δ| start", "|δ| end") + (("|δh| start", "|δh| end") if stream else ()) + (
+        "|dW| start", "|dW| end", "upd/W", "sat")
+    for col in cols:
         table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
+    if stream:
+        table.caption += "; |δh| = |dL/dh| on the residual stream at the block's output"
     for l, name in rows.items():
         sat = traces.saturated[last, l]
         table.add_row(
             f"{l:>3} {name}",
             _e(traces.delta[0, l]), _e(traces.delta[last, l]),
+            *((_e(traces.stream[0, l]), _e(traces.stream[last, l])) if stream else ()),
             _e(traces.grad_w[0, l]), _e(traces.grad_w[last, l]),
             _e(traces.update_ratio[last, l]),
             "-" if not np.isfinite(sat) else f"{100 * sat:.0f}%",
         )
     return table
+
+
+def _blocks(blocks: list) -> str:
+    """1, 2, 3, ... 55 (55 blocks): a long list shortened."""
+    if len(blocks) <= 8:
+        return ", ".join(map(str, blocks))
+    return ", ".join(map(str, blocks[:4])) + ", ..., " + ", ".join(map(str, blocks[-2:])) + f" ({len(blocks)} blocks)"
+
+
+def _headline(d: dict) -> str:
+    """The headline, its verdict word coloured; the learning line with the constant prediction's loss."""
+    learn = d["learning"]
+    line = f"[{COLORS[d['verdict']]}]{d['headline']}[/]"
+    base = (f"loss {_e(learn['loss_initial'])} -> {_e(learn['loss_final'])} (train), held-out "
+            f"{_e(learn['test_loss'])}; the constant prediction's loss {_e(learn['baseline_loss'])}")
+    if learn["final_over_baseline"] is not None:
+        base += f" (train {_e(learn['final_over_baseline'])}x, held-out {_e(learn['test_over_baseline'])}x)"
+    return line + "\n" + base
 
 
 def _panel(lines: list[str], d: dict) -> Panel:
@@ -58,12 +83,13 @@ def _panel(lines: list[str], d: dict) -> Panel:
 
 def verdict_panel(summary: dict) -> Panel:
     d = summary["diagnosis"]
-    v = d["verdict"]
-    lines = [f"[{COLORS[v]}]{v.upper()}[/]: {explain(d)}"]
-    lines.append(
-        f"at step 0: {_e(d['ratio_first_last_init'])}, at the end: {_e(d['ratio_first_last_final'])}; "
-        f"per-layer factor |delta_l|/|delta_l+1| at step 0: {_e(d['per_layer_factor_init'])}"
-    )
+    lines = [_headline(d), explain(d)]
+    lines.append(f"per-layer factor |grad_l|/|grad_l+1| at step 0: {_e(d['per_layer_factor_init'])}")
+    dead = d.get("dead_branches")
+    if dead:
+        lines.append(f"dead residual branches (|dL/dz| < {dead['threshold']:.0e} x the stream's): "
+                     f"{100 * dead['share_init']:.0f}% at step 0, {100 * dead['share_final']:.0f}% at the end"
+                     + (f" (blocks {_blocks(dead['final'])})" if dead["final"] else ""))
     th = d["theory"]
     if th["applies"]:
         lines.append(
@@ -75,10 +101,7 @@ def verdict_panel(summary: dict) -> Panel:
         lines.append(th["why"])
     s = d["signs"]
     lines.append(
-        "signs: loss "
-        + (f"[red]stalled[/] ({_e(s['loss_initial'])} -> {_e(s['loss_final'])})" if s["loss_stalled"]
-           else f"falling ({_e(s['loss_initial'])} -> {_e(s['loss_final'])})")
-        + "; saturated layers: "
+        "signs: saturated layers: "
         + (", ".join(map(str, s["saturated_layers"])) or "none")
         + f" (max share {_e(s['max_saturated_share'])})"
         + "; weights collapsing: "
@@ -90,17 +113,25 @@ def verdict_panel(summary: dict) -> Panel:
 
 def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: bool = False) -> None:
     console.print(time_table(cfg, traces) if recurrent else layer_table(cfg, traces))
-    f = summary["final"]
+    f, spread = summary["final"], summary.get("final_range")
     t = summary["timing"]
+
+    def value(key, show):
+        if not spread:
+            return show(f[key])
+        lo, hi = spread[key]
+        return f"{show(f[key])} ({show(lo)} to {show(hi)})"
+
+    seeds = f"median of {len(summary['seeds'])} seeds (min to max): " if spread else ""
     console.print(
-        f"final: train loss {_e(f['train_loss'])}, train acc {percent(f['train_acc'])}, "
-        f"held-out loss {_e(f['test_loss'])}, held-out acc {percent(f['test_acc'])}   "
+        f"final, {seeds}train loss {value('train_loss', _e)}, train acc {value('train_acc', percent)}, "
+        f"held-out loss {value('test_loss', _e)}, held-out acc {value('test_acc', percent)}   "
         f"[dim]({summary['steps_done']}/{summary['steps']} steps, status {summary['status']}; "
         f"compile {t['compile_s']:.2f} s, {t['steps_per_s']:.0f} steps/s)[/]"
     )
     console.print(time_panel(summary) if recurrent else verdict_panel(summary))
-    files = "summary.json, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent else \
-        "summary.json, traces.parquet, steps.parquet, gradient_flow.png"
+    files = "summary.json, report.txt, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent \
+        else "summary.json, report.txt, traces.parquet, steps.parquet, gradient_flow.png"
     console.print(f"files: [bold]{run_dir}[/] ({files})")
 
 
@@ -120,10 +151,10 @@ def time_table(cfg, traces) -> Table:
 
 def time_panel(summary: dict) -> Panel:
     d = summary["diagnosis"]
-    v = d["verdict"]
-    lines = [f"[{COLORS[v]}]{v.upper()}[/] through time: |δ_0| / |δ_T-1| = {_e(d['ratio_first_last'])} "
-             f"(median over traced steps; thresholds {d['thresholds']['vanish_ratio']:.0e}, "
-             f"{d['thresholds']['explode_ratio']:.0e})"]
+    g = d["gradient"]
+    lines = [_headline(d), f"|δ_0| / |δ_T-1| (top layer) median over traced steps {_e(g['ratio_training'])}, "
+             f"at step 0 {_e(g['ratio_init'])}, at the end {_e(g['ratio_final'])}; healthy within "
+             f"[{d['thresholds']['vanish_ratio']:.0e}, {d['thresholds']['explode_ratio']:.0e}]"]
     lines.append(f"per-step factor |δ_t| / |δ_t+1| at step 0: {_e(d['per_step_factor_init'])}"
                  + (f" (an e-fold every {d['e_fold_steps_init']:.3g} steps)" if d["e_fold_steps_init"] else ""))
     lines.append(f"effective memory (|δ_t| > {d['memory_ratio']:.0e} |δ_T-1|): {d['effective_memory_init']} steps at "
@@ -132,3 +163,15 @@ def time_panel(summary: dict) -> Panel:
                  + ", ".join(_e(x) for x in d["rho_final"]) + "; largest singular value "
                  + ", ".join(_e(x) for x in d["sigma_max_init"]) + " -> " + ", ".join(_e(x) for x in d["sigma_max_final"]))
     return _panel(lines, d)
+
+
+def write_report(run_dir, render) -> None:
+    """report.txt in the run folder: what `render(console)` prints, as plain text at 100 columns."""
+    import io
+    from pathlib import Path
+
+    from vgrun.io.store import atomic_write
+
+    console = Console(file=io.StringIO(), record=True, width=100, color_system=None)
+    render(console)
+    atomic_write(Path(run_dir) / "report.txt", lambda p: p.write_text(console.export_text()))
