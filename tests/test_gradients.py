@@ -64,17 +64,22 @@ def reference_losses(cfg, params, x, y, dz, dh=None):
 
 
 def rms_fd(f, zero, B):
-    """RMS over the batch of ||d loss_i / d v_l,i|| by central differences, for each list entry l."""
-    sq = np.zeros(len(zero))  # sum over examples of ||dL_i / dv_l,i||^2
+    """RMS over the batch of ||d loss_i / d v_l,i|| by central differences, for each list entry l
+    (f: per-example losses of the list of perturbations)."""
+    out = []
     for l in range(len(zero)):
-        for i in range(B):
-            for j in range(zero[l].shape[1]):
+        @jax.jit  # every central difference of entry l in one program
+        def central(index, l=l):
+            def one(k):
+                i, j = jnp.unravel_index(k, zero[l].shape)
                 e = zero[l].at[i, j].set(EPS)
                 plus, minus = list(zero), list(zero)
                 plus[l], minus[l] = e, -e
-                g = (f(plus)[i] - f(minus)[i]) / (2 * EPS)
-                sq[l] += float(g) ** 2
-    return np.sqrt(sq / B)
+                return (f(plus)[i] - f(minus)[i]) / (2 * EPS)
+            return jax.vmap(one)(index)
+
+        out.append(np.sqrt(np.sum(np.asarray(central(jnp.arange(zero[l].size))) ** 2) / B))
+    return np.array(out)
 
 
 @pytest.mark.parametrize("act,model", [("tanh", "mlp"), ("sigmoid", "mlp"), ("gcu", "resmlp")])
@@ -83,13 +88,13 @@ def test_delta_is_rms_of_per_example_dL_dz(act, model):
     trace, carry, x, y = first_step(cfg, data)
     B, L, W = cfg.batch_size, cfg.depth, cfg.width
     zero = [jnp.zeros((B, W)) for _ in range(L)] + [jnp.zeros((B, 2))]
-    f = jax.jit(lambda dz: reference_losses(cfg, carry.params, x, y, dz))
+    f = lambda dz: reference_losses(cfg, carry.params, x, y, dz)  # noqa: E731
     np.testing.assert_allclose(f(zero), example_losses(
         models.mlp.make(cfg, 3, 2, jnp.float64, cfg.diagnosis.sat_tol), carry.params, carry.state, x, y, None), rtol=1e-12)
     np.testing.assert_allclose(trace.delta, rms_fd(f, zero, B), rtol=1e-6)
     if model == "resmlp":  # the residual stream at each block's output, h_0 .. h_{depth-1}
         dz0 = [jnp.zeros((B, W)) for _ in range(L)] + [jnp.zeros((B, 2))]
-        g = jax.jit(lambda dh: reference_losses(cfg, carry.params, x, y, dz0, dh))
+        g = lambda dh: reference_losses(cfg, carry.params, x, y, dz0, dh)  # noqa: E731
         np.testing.assert_allclose(trace.stream[:L], rms_fd(g, [jnp.zeros((B, W)) for _ in range(L)], B), rtol=1e-6)
         assert np.isnan(trace.stream[L])  # the output layer is no block
     else:
@@ -103,10 +108,15 @@ def test_weight_and_bias_gradient_norms(act, depth):
     cfg.depth = depth
     trace, carry, x, y = first_step(cfg, data)
     net = models.mlp.make(cfg, 3, 2, jnp.float64, cfg.diagnosis.sat_tol)
-    loss = jax.jit(lambda p: example_losses(net, p, carry.state, x, y, None).mean())
+    loss = lambda p: example_losses(net, p, carry.state, x, y, None).mean()  # noqa: E731
     flat, unravel = jax.flatten_util.ravel_pytree(carry.params)
-    fd = np.array([(loss(unravel(flat.at[k].add(EPS))) - loss(unravel(flat.at[k].add(-EPS)))) / (2 * EPS)
-                   for k in range(flat.size)])
+
+    @jax.jit  # every parameter's central difference in one program
+    def central(index):
+        one = lambda k: (loss(unravel(flat.at[k].add(EPS))) - loss(unravel(flat.at[k].add(-EPS)))) / (2 * EPS)  # noqa: E731
+        return jax.vmap(one)(index)
+
+    fd = np.asarray(central(jnp.arange(flat.size)))
     g = unravel(jnp.asarray(fd))
     norm = lambda a, axes=None: np.sqrt((np.asarray(a) ** 2).sum(axes))  # noqa: E731
     for name, field in (("w", trace.grad_w), ("b", trace.grad_b)):

@@ -74,15 +74,19 @@ def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
     zero = jnp.zeros((cfg.depth, cfg.seq_len, cfg.batch_size, cfg.width))
     ref = lambda p: reference_readout(carry.params, reference_states(cfg, carry.params, x, p))  # noqa: E731
     np.testing.assert_allclose(ref(zero), net.apply(carry.params, {}, x)[0], rtol=1e-12)  # the same network
-    per_example = jax.jit(lambda p: ((ref(p) - y) ** 2).sum(-1))  # L_i  [B]
+    per_example = lambda p: ((ref(p) - y) ** 2).sum(-1)  # noqa: E731  (L_i [B])
     d, t_len, b, h = zero.shape
-    sq = np.zeros((d, t_len))
-    for l in range(d):
-        for t in range(t_len):
-            for i in range(b):
-                for j in range(h):
-                    e = zero.at[l, t, i, j].set(EPS)
-                    sq[l, t] += float((per_example(e)[i] - per_example(-e)[i]) / (2 * EPS)) ** 2
+
+    @jax.jit  # every central difference in one program: d L_i / d state (l, t, i, j)
+    def central(index):
+        def one(k):
+            l, t, i, j = jnp.unravel_index(k, zero.shape)
+            e = zero.at[l, t, i, j].set(EPS)
+            return (per_example(e)[i] - per_example(-e)[i]) / (2 * EPS)
+        return jax.vmap(one)(index)
+
+    g = np.asarray(central(jnp.arange(zero.size))).reshape(zero.shape)
+    sq = (g**2).sum((2, 3))
     np.testing.assert_allclose(np.asarray(trace.delta[0]), np.sqrt(sq / b), rtol=1e-6)
 
 
@@ -105,15 +109,22 @@ def test_one_pull_gives_the_loss_gradient_and_both_taps(kind, form, act):
         h_last = measured["h_last"]
         return jnp.sum(jnp.sin(3 * y_pred - y)), h_last
 
-    (_, h_last), pull = jax.vjp(forward, params, net.probes())
-    grads, taps = pull((1.0, v))
+    @jax.jit  # each side one program: faster than op by op
+    def ours(params):
+        (_, h_last), pull = jax.vjp(forward, params, net.probes())
+        return (h_last, *pull((1.0, v)))
 
     zero = jnp.zeros((cfg.depth, cfg.seq_len, cfg.batch_size, cfg.width))
     ref_loss = lambda p, probes: jnp.sum(jnp.sin(3 * reference_readout(p, reference_states(cfg, p, x, probes)) - y))  # noqa: E731
-    ref_grads, d_states = jax.grad(ref_loss, (0, 1))(params, zero)
-    top, pull_ref = jax.vjp(lambda probes: reference_states(cfg, params, x, probes)[-1], zero)
+
+    @jax.jit
+    def reference(params):
+        top, pull_ref = jax.vjp(lambda probes: reference_states(cfg, params, x, probes)[-1], zero)
+        return (top, *jax.grad(ref_loss, (0, 1))(params, zero), *pull_ref(v))
+
+    h_last, grads, taps = ours(params)
+    top, ref_grads, d_states, j_states = reference(params)
     np.testing.assert_allclose(h_last, top, rtol=1e-12)
-    (j_states,) = pull_ref(v)
     for got, want in zip(jax.tree_util.tree_leaves(grads), jax.tree_util.tree_leaves(ref_grads)):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-14)
     np.testing.assert_allclose(taps["loss"], np.linalg.norm(d_states, axis=(2, 3)), rtol=1e-9)
@@ -244,6 +255,7 @@ def test_written_out_backward_passes_match_numerical_derivatives(kind, form, act
     x, y = prog.problem.sample(jax.random.PRNGKey(7), prog.problem.arrays, cfg.batch_size)
     taps = net.probes() if probed else None  # the traced steps' scans
 
+    @jax.jit  # one program, not op by op
     def loss(params):
         return jnp.sum(jnp.sin(3 * net.apply(params, {}, x, taps)[0] - y))
 

@@ -6,8 +6,8 @@
 The row of a run: `run` (its folder), `job` (the folder name: its overrides in a sweep),
 `overrides`, every config key flattened (`depth`, `optimizer.lr`, ...; a group's name is
 also under the group's key: `init` = `init.name`), `status`, `train_loss`, `train_acc`,
-`test_loss`, `test_acc` (held-out), `ratio_first_last` (|delta_first| / |delta_last|,
-median over traced steps), `verdict`, `wall_s`, `steps_done`, `n_seeds`, and for failed
+`test_loss`, `test_acc` (held-out), `ratio_first_last_init` (|delta_first| / |delta_last| at
+step 0), `ratio_first_last` (its median over traced steps), `verdict`, `wall_s`, `steps_done`, `n_seeds`, and for failed
 or skipped jobs `error` and `log`. The sweep summary at the end of `vgrun -m` is this
 same table (`vgrun-compare` prints it).
 """
@@ -22,7 +22,7 @@ from vgrun.io.store import find_runs, load_summary
 
 GROUPS = ("model", "init", "optimizer", "data")  # config groups: `init=he` sets init.name
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
-RESULT_COLUMNS = ("status", *METRICS, "ratio_first_last", "verdict", "wall_s", "steps_done", "n_seeds", "error", "log")
+RESULT_COLUMNS = ("status", *METRICS, "ratio_first_last_init", "ratio_first_last", "verdict", "wall_s", "steps_done", "n_seeds", "error", "log")
 
 
 class CompareError(ValueError):
@@ -71,6 +71,7 @@ def run_row(run: Path) -> dict:
     row.update(
         status=s.get("status"),
         **{m: _number(final.get(m)) for m in METRICS},
+        ratio_first_last_init=_number(diag.get("ratio_first_last_init")),
         ratio_first_last=_number(diag.get("ratio_first_last")),
         verdict=diag.get("verdict"),
         wall_s=_number(timing.get("wall_s")),
@@ -156,14 +157,18 @@ def group_table(frame, by: list[str]):
     rows = []
     for values, g in frame.groupby(by, sort=False, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
-        ratio = g["ratio_first_last"].dropna().astype(float)
-        ratio = ratio[ratio > 0]
+        def geometric_median(col):
+            ratio = g[col].dropna().astype(float) if col in g else g.iloc[:0, 0]
+            ratio = ratio[ratio > 0]
+            return float(np.exp(np.median(np.log(ratio)))) if len(ratio) else None
+
         rows.append({
             **dict(zip(by, values)),
             "runs": len(g),
             "status": _counts(g["status"]),
             **{m: g[m].astype(float).median() for m in METRICS},
-            "ratio_first_last": float(np.exp(np.median(np.log(ratio)))) if len(ratio) else None,
+            "ratio_first_last_init": geometric_median("ratio_first_last_init"),
+            "ratio_first_last": geometric_median("ratio_first_last"),
             "verdict": _counts(g["verdict"].dropna()),
             "wall_s": g["wall_s"].astype(float).sum(),
         })

@@ -16,12 +16,13 @@ from vgrun.io.store import atomic_write
 from vgrun.viz.format import fmt, percent
 
 HEADERS = {"train_loss": "train loss", "train_acc": "train acc", "test_loss": "held-out loss",
-           "test_acc": "held-out acc", "ratio_first_last": "|δ| first/last", "wall_s": "wall s", "runs": "runs"}
-COLORS = {"vanishing": "red", "exploding": "magenta", "healthy": "green", "failed": "bold red",
+           "test_acc": "held-out acc", "ratio_first_last_init": "|δ| first/last, step 0",
+           "ratio_first_last": "median over training", "wall_s": "wall s", "runs": "runs"}
+COLORS = {"vanishing": "red", "exploding": "magenta", "healthy": "green", "not learning": "yellow", "failed": "bold red",
           "diverged": "magenta", "skipped": "yellow", "interrupted": "yellow", "running": "yellow"}
 
 
-SPECS = {"ratio_first_last": ".2e", "train_loss": ".4g", "test_loss": ".4g", "wall_s": ".1f"}
+SPECS = {"ratio_first_last_init": ".2e", "ratio_first_last": ".2e", "train_loss": ".4g", "test_loss": ".4g", "wall_s": ".1f"}
 
 
 def _fmt(col: str, v) -> str:
@@ -35,7 +36,8 @@ def _fmt(col: str, v) -> str:
 def _columns(shown, keys: list[str]) -> list[str]:
     keys = keys or ["job"]
     extra = ["runs"] if "runs" in shown.columns else []
-    return [*keys, *extra, "status", *METRICS, "ratio_first_last", "verdict", "wall_s"]
+    ratios = ["ratio_first_last_init"] if "ratio_first_last_init" in shown.columns else []
+    return [*keys, *extra, "status", *METRICS, *ratios, "ratio_first_last", "verdict", "wall_s"]
 
 
 def _problems(frame) -> list[tuple[str, str, str, str]]:
