@@ -159,3 +159,35 @@ def test_update_ratio_is_the_parameter_change_over_the_weight(optimizer):
     change += [np.linalg.norm(a - b) / np.linalg.norm(b) for a, b in zip(w1["hid"]["w"], w0["hid"]["w"])]
     change += [np.linalg.norm(w1["out"]["w"] - w0["out"]["w"]) / np.linalg.norm(w0["out"]["w"])]
     np.testing.assert_allclose(np.asarray(trace.update_ratio[0]), change, rtol=1e-9)
+
+
+@pytest.mark.parametrize("model", ["mlp", "resmlp"])
+def test_histograms_count_the_weights_their_gradients_and_each_example_s_delta(model):
+    """Program.histogram at step 0 against numpy's histograms of the parameters, of dL/dW (JAX's
+    gradient of the independent reference pass), and of every example's own dL_i/dz_l (the
+    gradient of the summed reference losses with respect to dz)."""
+    from vgrun.probes import histograms as h
+
+    cfg, data = tiny_problem("tanh", model)
+    cfg.histograms = True
+    prog = make_train(cfg, from_data(data, jnp.float64))
+    d = prog.problem.arrays
+    carry = prog.init(jax.random.PRNGKey(0))
+    idx = jax.random.randint(jax.random.fold_in(carry.key, 0), (cfg.batch_size,), 0, len(data.x_train))
+    x, y = d["x"][idx], d["y"][idx]
+    got = jax.device_get(prog.histogram(carry, d))
+
+    def reference(v):
+        v = np.asarray(v, np.float64).ravel()
+        counts, _ = np.histogram(np.log10(np.abs(v[v != 0])), bins=h.edges())
+        return np.concatenate([counts, [np.sum(v == 0), 0]])
+
+    p = carry.params
+    layers = lambda t: [t["inp"]["w"], *t["hid"]["w"], t["out"]["w"]]  # noqa: E731
+    zero = [jnp.zeros((cfg.batch_size, cfg.width)) for _ in range(cfg.depth)] + [jnp.zeros((cfg.batch_size, 2))]
+    dz = jax.grad(lambda dz: reference_losses(cfg, p, x, y, dz).sum())(zero)  # row i: example i's dL_i/dz
+    dw = jax.grad(lambda q: reference_losses(cfg, q, x, y, zero).mean())(p)
+    for q, want in (("weight", layers(p)), ("grad_w", layers(dw)), ("delta", dz)):
+        assert got[q].shape == (cfg.depth + 1, h.N_COUNTS)
+        for layer, v in enumerate(want):
+            np.testing.assert_array_equal(got[q][layer], reference(v), err_msg=f"{q} layer {layer}")

@@ -119,7 +119,7 @@ def test_jobs_of_one_signature_share_a_compiled_program_and_get_their_own_result
     (program, compiled), = cache.entries()
     shared = train.run(b, cache=cache)  # b's program is a's
     (program_b, compiled_b), = cache.entries()
-    assert program_b is program and compiled_b is compiled and len(compiled) == 3
+    assert program_b is program and compiled_b is compiled and len(compiled) == 4 and compiled[3] is None
     alone = train.run(b, cache=ProgramCache(keep=4))
     for f in alone.traces._fields:
         np.testing.assert_array_equal(getattr(shared.traces, f), getattr(alone.traces, f))
@@ -153,3 +153,26 @@ def test_update_norms_when_the_output_update_overflows():
     assert np.isfinite(grad_w).all() and (grad_w > 0).all()
     np.testing.assert_allclose(upd[:2], 1e38 * grad_w[:2], rtol=1e-6)  # the update is -lr * g
     assert np.isfinite(upd[:2]).all() and np.isinf(upd[2])
+
+
+def test_histograms_at_step_0_and_every_chunk_end_for_each_member(tmp_path):
+    from vgrun.config import hyper
+    from vgrun.io import store
+    from vgrun.io.frames import run_frames
+    from vgrun.probes.histograms import N_COUNTS
+
+    cfg = small(histograms=True)
+    a, b = programs.run_members(cfg, [hyper.values(cfg)] * 2)  # two seeds, one vmapped program
+    for r in (a, b):
+        h = r.histograms
+        assert list(h["step"]) == [0, 10, 20]  # step 0, then after each of the 2 chunks
+        assert h["weight"].shape == h["grad_w"].shape == h["delta"].shape == (3, cfg.depth + 1, N_COUNTS)
+        sizes = [64 * 16] + [16 * 16] * (cfg.depth - 1) + [16 * 10]  # digits: 64 inputs, 10 classes
+        np.testing.assert_array_equal(h["weight"].sum(-1), np.tile(sizes, (3, 1)))
+        np.testing.assert_array_equal(h["delta"].sum(-1), np.tile([16 * 16] * cfg.depth + [16 * 10], (3, 1)))
+    assert not np.array_equal(a.histograms["delta"], b.histograms["delta"])  # each member its own
+    store.write_frames(tmp_path, run_frames(cfg, a.metrics, a.traces, histograms=a.histograms))
+    import pandas as pd
+
+    frame = pd.read_parquet(tmp_path / "histograms.parquet")
+    assert frame.groupby(["quantity", "step", "layer"])["count"].sum().loc["weight", 0].tolist() == sizes

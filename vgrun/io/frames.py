@@ -3,6 +3,7 @@
     traces   feed-forward: step x layer (TRACE_FIELDS); recurrent: step x layer x time step
     layers   recurrent: step x layer (|dL/dW_rec|, |W_rec|, spectra, ...)
     steps    one row per step (loss, accuracy, held-out metrics, gradient norm)
+    histograms  feed-forward: step x layer x quantity x bin, the nonzero counts of log10 |value|
 
 With pretraining, its rows come first (phase "pretrain", negative steps).
 """
@@ -53,6 +54,30 @@ def traces_frame(cfg, traces, every: int):
     return frame
 
 
+def histogram_frame(cfg, hist: dict):
+    """The nonzero counts of `Result.histograms` (vgrun.probes.histograms): quantity (weight,
+    grad_w, delta), step, layer, bin, its log10 range [log10_lo, log10_hi) (NaN for the two
+    special bins: `zero`, exact zeros, and `nonfinite`), count."""
+    from vgrun.probes.histograms import N_BINS, NONFINITE, ZEROS, edges
+
+    e = edges()
+    lo = np.concatenate([e[:-1], [np.nan, np.nan]])
+    hi = np.concatenate([e[1:], [np.nan, np.nan]])
+    kind = np.array(["bin"] * N_BINS + ["zero", "nonfinite"])
+    assert (ZEROS, NONFINITE) == (N_BINS, N_BINS + 1)
+    parts = []
+    for q in ("weight", "grad_w", "delta"):
+        counts = np.asarray(hist[q], np.float64)  # [K, L, N]
+        k, layer, b = np.nonzero(counts)
+        parts.append(pd.DataFrame({"quantity": q, "step": np.asarray(hist["step"])[k], "layer": layer, "bin": b,
+                                   "kind": kind[b], "log10_lo": lo[b], "log10_hi": hi[b],
+                                   "count": counts[k, layer, b].astype(np.int64)}))
+    frame = pd.concat(parts, ignore_index=True)
+    for key, v in config_columns(cfg).items():
+        frame[key] = v
+    return frame
+
+
 def steps_frame(cfg, metrics: dict):
     frame = pd.DataFrame({k: np.asarray(v, np.float64) for k, v in metrics.items()})
     frame.insert(0, "step", np.arange(len(frame)))
@@ -61,7 +86,7 @@ def steps_frame(cfg, metrics: dict):
     return frame
 
 
-def run_frames(cfg, metrics: dict, traces, recurrent: bool = False, pretrain=None) -> dict:
+def run_frames(cfg, metrics: dict, traces, recurrent: bool = False, pretrain=None, histograms=None) -> dict:
     """The tables of one run (or of one seed: the `seed` column tells them apart) by name.
 
     Every row has a `phase`: "train", or with pretraining (`pretrain`, a PretrainLog)
@@ -78,6 +103,8 @@ def run_frames(cfg, metrics: dict, traces, recurrent: bool = False, pretrain=Non
         pre = dict(zip(("traces", "steps"), pretrain_frames(pretrain, config_columns(cfg))))
         for name, rows in pre.items():
             tables[name] = pd.concat([rows, tables[name]], ignore_index=True)
+    if histograms is not None:
+        tables["histograms"] = histogram_frame(cfg, histograms)
     return tables
 
 

@@ -101,7 +101,8 @@ def write(cfg, results: list, run_dir: Path, summary: dict, recurrent: bool):
     frames: dict = {}
     for i, r in enumerate(results):
         c = dataclasses.replace(cfg, seed=cfg.seed + i)
-        for name, frame in run_frames(c, r.metrics, r.traces, recurrent, pretrain=r.pretrain).items():
+        for name, frame in run_frames(c, r.metrics, r.traces, recurrent, pretrain=r.pretrain,
+                                      histograms=r.histograms).items():
             frames.setdefault(name, []).append(frame)
     import pandas as pd
 

@@ -68,7 +68,7 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
                 state[name] = (jnp.zeros(lead + (width,), dtype), jnp.ones(lead + (width,), dtype))
         return params, state
 
-    def apply(params, state, x, probes=None, train=True, stats=False):
+    def apply(params, state, x, probes=None, train=True, stats=False, rolled=False):
         def linear(h, p, probe):
             if probe is None:
                 return h @ p["w"] + p["b"]
@@ -103,7 +103,7 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
             return h, (st, s)
 
         # evaluation (train=False, once per chunk) is scanned rolled: it compiles faster; see benchmarks/README.md
-        unroll = max(1, depth - 1) if train and unrolled else 1
+        unroll = max(1, depth - 1) if train and unrolled and not rolled else 1
         h, (st_hid, s_hid) = jax.lax.scan(body, h, (params["hid"], p_hid, state["hid"]), unroll=unroll)
         y = linear(h, params["out"], p_out)
         measured = {}

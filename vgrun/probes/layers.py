@@ -132,16 +132,21 @@ def _norm_jvp(axes, primals, tangents):  # custom_vmap has no derivative of its 
 def tap(x: jax.Array, probe: jax.Array) -> jax.Array:
     """Identity on x. Differentiating the loss with respect to the zero scalar `probe`
     gives the underflow-safe norm of the gradient flowing through x (its cotangent):
-    a probe measured inside the backward pass, while that gradient is in cache."""
+    a probe measured inside the backward pass, while that gradient is in cache. A probe of
+    shape [vgrun.probes.histograms.N_COUNTS] gives the histogram of log10 |cotangent| instead."""
     return x
 
 
 def _tap_fwd(x, probe):
-    return x, None
+    return x, probe  # the probe's shape says what to measure
 
 
-def _tap_bwd(_, g):
-    return g, safe_norm(g)
+def _tap_bwd(probe, g):
+    if probe.ndim == 0:
+        return g, safe_norm(g)
+    from vgrun.probes.histograms import log_histogram
+
+    return g, log_histogram(g, probe.dtype)
 
 
 tap.defvjp(_tap_fwd, _tap_bwd)

@@ -250,6 +250,20 @@ def diagnose(cfg, metrics: dict, traces, status: str, baseline: float, test=(mat
     nonfinite["loss"] = _count_nonfinite(metrics["loss"])
     nonfinite["grad_norm"] = _count_nonfinite(metrics["grad_norm"][:: cfg.trace_every])
     d = {
+        **judged(grad, learn, basis, metrics, fields, cfg),
+        "per_layer_factor_init": _finite(per_layer_factor(on[0])),
+        "signs": signs,
+        "dead_branches": dead_branches(hidden, stream, dcfg.dead_ratio) if basis == "stream" else None,
+        "nonfinite": nonfinite,
+        "theory": theory_check(cfg, hidden[0]),
+    }
+    d["headline"] = headline(d, f"{cfg.depth - 1} layers")
+    return d
+
+
+def judged(grad: dict, learn: dict, basis: str, metrics: dict, fields: dict, cfg) -> dict:
+    """What every diagnosis holds: the verdict, the two judgements and where it went non-finite."""
+    return {
         "verdict": word(grad, learn),
         "basis": basis,
         "gradient": grad,
@@ -258,15 +272,8 @@ def diagnose(cfg, metrics: dict, traces, status: str, baseline: float, test=(mat
         "ratio_first_last": grad["ratio_training"],
         "ratio_first_last_init": grad["ratio_init"],
         "ratio_first_last_final": grad["ratio_final"],
-        "per_layer_factor_init": _finite(per_layer_factor(on[0])),
-        "thresholds": thresholds(dcfg),
-        "signs": signs,
-        "dead_branches": dead_branches(hidden, stream, dcfg.dead_ratio) if basis == "stream" else None,
-        "nonfinite": nonfinite,
-        "theory": theory_check(cfg, hidden[0]),
+        "thresholds": thresholds(cfg.diagnosis),
     }
-    d["headline"] = headline(d, f"{cfg.depth - 1} layers")
-    return d
 
 
 def thresholds(dcfg) -> dict:
@@ -336,14 +343,7 @@ def diagnose_time(cfg, metrics: dict, traces: TimeTrace, status: str, baseline: 
     fin = _finite
     fields = {f: getattr(traces, f) for f in TimeTrace._fields}
     d = {
-        "verdict": word(grad, learn),
-        "basis": "time",
-        "gradient": grad,
-        "learning": learn,
-        "first_nonfinite": first_nonfinite(metrics, fields, cfg.trace_every) if learn["outcome"] == "diverged" else None,
-        "ratio_first_last": grad["ratio_training"],
-        "ratio_first_last_init": grad["ratio_init"],
-        "ratio_first_last_final": grad["ratio_final"],
+        **judged(grad, learn, "time", metrics, fields, cfg),
         "per_step_factor_init": fin(factor),
         "memory_ratio": dcfg.memory_ratio,
         "effective_memory_init": effective_memory(delta[0], dcfg.memory_ratio),
@@ -353,7 +353,6 @@ def diagnose_time(cfg, metrics: dict, traces: TimeTrace, status: str, baseline: 
         "sigma_max_init": [fin(v) for v in np.asarray(traces.sigma_max)[0]],
         "rho_final": [fin(v) for v in np.asarray(traces.rho)[-1]],
         "sigma_max_final": [fin(v) for v in np.asarray(traces.sigma_max)[-1]],
-        "thresholds": thresholds(dcfg),
         "nonfinite": {f: _count_nonfinite(v) for f, v in fields.items()}
         | {"loss": _count_nonfinite(metrics["loss"])},
     }

@@ -38,6 +38,7 @@ class Result(NamedTuple):
     train_s: float  # the training loop after compilation
     test: tuple  # final (held-out loss, held-out accuracy)
     pretrain: object = None  # vgrun.training.pretrain.PretrainLog when pretrain != none
+    histograms: dict | None = None  # "step" [K]; "weight", "grad_w", "delta" [K, layers, N_COUNTS] (Program.histogram)
 
 
 def run(cfg, problem: Problem | None = None, key=None, on_chunk=None, should_stop=lambda: False,
@@ -48,7 +49,7 @@ def run(cfg, problem: Problem | None = None, key=None, on_chunk=None, should_sto
 
 
 def compile_side_by_side(prog: Program, key, hp) -> list:
-    """[init, chunk, evaluate] compiled side by side on the process's cores, longest first, and
+    """[init, chunk, evaluate, histogram or None] compiled side by side on the process's cores, longest first, and
     once across the processes that share the compilation cache (vgrun.training.compiling: two
     pinned sweep workers do not both compile the same chunk). The chunk is lowered from
     the carry's shapes (no init run)."""
@@ -56,9 +57,11 @@ def compile_side_by_side(prog: Program, key, hp) -> list:
 
     shapes = jax.eval_shape(prog.init_jit, key, hp)
     d = prog.problem.arrays
-    chunk, init, evaluate = compile_all(  # longest first
-        [prog.chunk.lower(shapes, d), prog.init_jit.lower(key, hp), prog.evaluate.lower(shapes, d)])
-    return [init, chunk, evaluate]
+    lowered = [prog.chunk.lower(shapes, d), prog.init_jit.lower(key, hp), prog.evaluate.lower(shapes, d)]
+    if prog.histogram is not None:
+        lowered.append(prog.histogram.lower(shapes, d))
+    chunk, init, evaluate, *histogram = compile_all(lowered)  # longest first
+    return [init, chunk, evaluate, histogram[0] if histogram else None]
 
 
 def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None, on_chunk=None,
@@ -91,7 +94,7 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
     key, hp = (keys[0], hps[0]) if n == 1 else (jnp.stack(keys), {k: np.array([h[k] for h in hps]) for k in hps[0]})
     if not compiled:  # compiled here, so train_s is training only
         compiled += compile_side_by_side(prog, key, hp)
-    init, chunk, evaluate = compiled
+    init, chunk, evaluate, histogram = compiled
     carry = init(key, hp)
     pretrained = [None] * n
     if cfg.pretrain.name != "none":  # greedy layer-wise pretraining of carry.params (vgrun.training.pretrain)
@@ -101,7 +104,7 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
         t0 += sum(log.seconds for log in pretrained)  # compile_s counts compilation only
     compile_s = time.perf_counter() - t0
     return drive(prog, chunk, evaluate, carry, n, ("loss", "grad_norm"), cfg.trace_every, is_recurrent(cfg),
-                 on_chunk, should_stop, t0, compile_s, pretrained)
+                 on_chunk, should_stop, t0, compile_s, pretrained, histogram)
 
 
 def _evolve(cfg, problem, key, on_chunk, should_stop) -> Result:
@@ -118,11 +121,11 @@ def _evolve(cfg, problem, key, on_chunk, should_stop) -> Result:
 
 
 def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurrent: bool, on_chunk, should_stop,
-          t0: float, compile_s: float, pretrained: list) -> list[Result]:
+          t0: float, compile_s: float, pretrained: list, histogram=None) -> list[Result]:
     """The host loop: run `chunk` prog.n_chunks times on `carry` (n members on a leading axis
     when n > 1), pull each chunk's metrics and traces to the host, end a member whose `watch`
     metrics went non-finite (grad_norm: at traced steps, every `every`), stop between chunks
-    when should_stop(); one Result per member."""
+    when should_stop(); one Result per member. histogram: taken at step 0 and after every chunk."""
     d = prog.problem.arrays
 
     def member(tree, i):
@@ -135,9 +138,12 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
     # at the lowest priority: a host eig at normal priority stalled XLA's threads
     spectra = ThreadPoolExecutor(1, initializer=lowest_priority) if recurrent else None
     metrics, traces = [], []
+    hists = [] if histogram is None else [histogram(carry, d)]  # step 0, before the chunk donates the carry
     status, ends, tests, carries = ["completed"] * n, [prog.n_chunks] * n, [None] * n, [None] * n
     for c in range(prog.n_chunks):
         carry, (m, t) = chunk(carry, d)
+        if histogram is not None:
+            hists.append(histogram(carry, d))
         m, t = jax.device_get((m, t))
         metrics.append(m)
         traces.append(spectra.submit(temporal.finish, t) if spectra else t)
@@ -165,7 +171,11 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
         ts = [member(t, i) for t in traces[: ends[i]]]
         cat_m = {k: np.concatenate([m[k] for m in ms]) for k in ms[0]}
         cat_t = type(ts[0])(*(np.concatenate([getattr(t, f) for t in ts]) for f in ts[0]._fields))
+        hist = None
+        if hists:  # step 0 and the end of each chunk the member ran
+            hs = [member(h, i) for h in jax.device_get(hists[: ends[i] + 1])]
+            hist = {"step": np.arange(len(hs)) * prog.chunk_steps, **{q: np.stack([h[q] for h in hs]) for q in hs[0]}}
         return Result(prog.problem, carries[i], cat_m, cat_t, status[i], compile_s, train_s, tests[i],
-                      pretrained[i])
+                      pretrained[i], hist)
 
     return [result(i) for i in range(n)]

@@ -47,6 +47,7 @@ class Program(NamedTuple):
     chunk_steps: int
     members: int  # 1: plain functions; n > 1: vmapped over a leading axis of n members (key, hp, Carry)
     init_jit: Callable  # (key, hp) -> Carry, jitted, hp required (`init` fills in the config's)
+    histogram: Callable | None = None  # (Carry, arrays) -> {quantity: [layers, N_COUNTS]} (`make_histogram`)
 
 
 def n_chunks_for(steps: int, trace_every: int, wanted: int) -> int:
@@ -124,6 +125,7 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
 
     init_jit = jax.jit(lift(init, 0))
     default_hp = hyper.values(cfg)
+    histogram = make_histogram(cfg, problem, build)
     return Program(
         init=lambda key, hp=None: init_jit(key, default_hp if hp is None else hp),
         chunk=jax.jit(lift(chunk, (0, None)), donate_argnums=0),
@@ -134,7 +136,42 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
         chunk_steps=chunk_steps,
         members=members,
         init_jit=init_jit,
+        histogram=None if histogram is None else jax.jit(lift(histogram, (0, None))),
     )
+
+
+def make_histogram(cfg, problem: Problem, build) -> Callable | None:
+    """histogram(carry, arrays) -> {"weight", "grad_w", "delta"}: [depth + 1, N_COUNTS] counts of
+    log10 |W_l|, |dL/dW_l| and the per-example |dL_i/dz_l| (`vgrun.probes.histograms`), on the
+    batch the carry's next training step draws: that step's own values, measured by one more
+    forward and backward pass outside the training scan. None where histograms are off, or not
+    yet measured (recurrent models; gradient-free optimizers have their own programs)."""
+    if not cfg.histograms or is_recurrent(cfg):
+        return None
+    from vgrun.probes.histograms import N_COUNTS, log_histogram
+
+    dtype, batch, depth = jnp.dtype(cfg.dtype), cfg.batch_size, cfg.depth
+
+    def per_layer(tree):  # [depth + 1, N_COUNTS]
+        return jnp.concatenate([log_histogram(tree["inp"]["w"], dtype)[None],
+                                jax.vmap(lambda w: log_histogram(w, dtype))(tree["hid"]["w"]),
+                                log_histogram(tree["out"]["w"], dtype)[None]])
+
+    def histogram(carry, a):
+        model, _ = build(carry.hp)
+        x, y = problem.sample(jax.random.fold_in(carry.key, carry.step), a, batch)
+        probes = {"hid": {"z": jnp.zeros((depth, N_COUNTS), dtype)}, "out": {"z": jnp.zeros((N_COUNTS,), dtype)}}
+
+        def summed(params, probes):  # the sum over the batch: its cotangent at z is each example's own dL_i/dz_i
+            y_pred, _, _ = model.apply(params, carry.state, x, probes, train=True, rolled=True)  # compiles faster
+            return problem.loss_and_acc(y_pred, y)[0] * batch
+
+        grads, delta = jax.grad(summed, (0, 1))(carry.params, probes)
+        grads = jax.tree_util.tree_map(lambda g: g / batch, grads)  # dL/dW of the batch-mean loss
+        return {"weight": per_layer(carry.params), "grad_w": per_layer(grads),
+                "delta": jnp.concatenate([delta["hid"]["z"], delta["out"]["z"][None]])}
+
+    return histogram
 
 
 def make_step(cfg, problem: Problem, build) -> Callable:

@@ -131,7 +131,8 @@ def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: 
     )
     console.print(time_panel(summary) if recurrent else verdict_panel(summary))
     files = "summary.json, report.txt, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent \
-        else "summary.json, report.txt, traces.parquet, steps.parquet, gradient_flow.png"
+        else "summary.json, report.txt, traces.parquet, steps.parquet, gradient_flow.png" + (
+            ", histograms.parquet, histograms.png" if cfg.histograms else "")
     console.print(f"files: [bold]{run_dir}[/] ({files})")
 
 

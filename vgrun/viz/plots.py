@@ -62,10 +62,15 @@ def run_title(cfg) -> str:
 
 def run_figure(path, cfg, results: list, traces) -> None:
     """gradient_flow.png of one job: `traces` (the median over seeds) against layer or time step,
-    with the seeds' min-max band when there are several `results`."""
+    with the seeds' min-max band when there are several `results`; and histograms.png beside it
+    where the run measured histograms."""
     plot = gradient_through_time if cfg.model.name in RECURRENT else gradient_flow
     spread = None if len(results) == 1 else [r.traces for r in results]
     plot(path, traces, cfg.trace_every, run_title(cfg), spread=spread)
+    hist = results[0].histograms
+    if hist is not None:  # beside it, histograms.png (the first seed's)
+        seed = f", seed {cfg.seed}" if len(results) > 1 else ""
+        histogram_figure(Path(path).with_name("histograms.png"), hist, run_title(cfg) + seed)
 
 
 def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
@@ -145,3 +150,51 @@ def gradient_through_time(path, traces, every: int, title: str, spread=None) -> 
     axes[2].set_xlabel("training step")
     axes[2].set_ylabel("time step t")
     _finish(plt, fig, path, title, spread)
+
+
+def histogram_figure(path, hist: dict, title: str) -> None:
+    """histograms.png: for the first, middle and last hidden layer and the output layer (columns),
+    the distribution of log10 |W_l|, |dL/dW_l| and the per-example |dL_i/dz_l| (rows) as a step x
+    log10-magnitude image, the share of the layer's entries per bin in colour (log scale); the
+    shares of exact zeros and non-finite entries are printed on each panel at the last step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import LogNorm
+
+    from vgrun.probes.histograms import N_BINS, NONFINITE, ZEROS, edges
+
+    steps = np.asarray(hist["step"])
+    n_layers = np.shape(hist["weight"])[1]
+    depth = n_layers - 1
+    columns = sorted({0, depth // 2, depth - 1, depth})
+    names = {0: "first", depth // 2: "middle", depth - 1: "last", depth: "output"}
+    rows = (("weight", "|W_l|"), ("grad_w", "|dL/dW_l|"), ("delta", "|dL_i/dz_l|"))
+    e = edges()
+    fig, axes = plt.subplots(len(rows), len(columns), figsize=(3.6 * len(columns), 8.4), squeeze=False)
+    fig.subplots_adjust(left=0.07, right=0.86, bottom=0.07, top=0.9, wspace=0.25, hspace=0.3)
+    for r, (q, label) in enumerate(rows):
+        counts = np.asarray(hist[q], np.float64)  # [K, L, N]
+        share = counts / np.maximum(counts.sum(-1, keepdims=True), 1)
+        seen = np.flatnonzero(share[..., :N_BINS].sum((0, 1)) > 0)  # the bins any layer ever used
+        lo, hi = (e[seen.min()] - 1, e[seen.max() + 1] + 1) if seen.size else (-1.0, 1.0)
+        for c, layer in enumerate(columns):
+            ax = axes[r, c]
+            img = np.where(share[:, layer, :N_BINS] > 0, share[:, layer, :N_BINS], np.nan).T  # [bins, K]
+            end = steps[-1] + (steps[-1] - steps[-2] if len(steps) > 1 else 1)  # each snapshot spans to the next
+            mesh = ax.imshow(img, origin="lower", aspect="auto", interpolation="nearest", norm=LogNorm(1e-4, 1),
+                             cmap="viridis", extent=(steps[0], end, e[0], e[-1]))
+            ax.set_ylim(lo, hi)
+            zero, bad = share[-1, layer, ZEROS], share[-1, layer, NONFINITE]
+            if zero or bad:
+                ax.text(0.02, 0.02, f"zeros {100 * zero:.1f}%" + (f", non-finite {100 * bad:.1f}%" if bad else ""),
+                        transform=ax.transAxes, fontsize=8, color="crimson")
+            if r == 0:
+                ax.set_title(f"layer {layer} ({names[layer]})", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(f"log10 {label}")
+            if r == len(rows) - 1:
+                ax.set_xlabel("step")
+    fig.colorbar(mesh, cax=fig.add_axes((0.89, 0.25, 0.015, 0.5)), label="share of the layer's entries")
+    _finish(plt, fig, path, title, None)
