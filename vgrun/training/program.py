@@ -23,7 +23,7 @@ from vgrun.probes import time as temporal
 from vgrun.training import optim
 from vgrun.data.problem import Problem
 from vgrun.data.problem import make as make_problem
-from vgrun.probes.layers import Trace, cond_all, global_norm, layer_norms, trace_global_norm, trace_step
+from vgrun.probes.layers import cond_all, global_norm, layer_norms, trace_global_norm, trace_step
 
 
 
