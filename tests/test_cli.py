@@ -96,7 +96,7 @@ def test_sigterm_leaves_a_valid_partial_run(tmp_path):
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 130, err
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["status"] == "interrupted"
+    assert summary["status"] == "interrupted" and summary["process"]["pid"] == proc.pid
     assert 0 < summary["steps_done"] < 200000
     assert len(vgrun.load_run(run, "steps")) == summary["steps_done"]
     assert not [f for f in os.listdir(run) if ".tmp-" in f]  # no half-written files left
@@ -106,3 +106,29 @@ def test_console_script_is_installed():
     import shutil
 
     assert shutil.which("vgrun"), "pip install . should put `vgrun` on PATH"
+
+
+def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
+    """summary.json says "running" while its process lives; once the process is gone (SIGKILL, out
+    of memory) every reader reports it killed: by its pid and host, and by its start time where
+    the pid was given to another process since."""
+    import socket
+
+    from vgrun.io import store
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    me = store.process()
+    cases = {"alive": me, "dead": {**me, "pid": dead.pid, "start": None},
+             "reused": {**me, "start": me["start"] - 1} if me["start"] is not None else me,
+             "elsewhere": {**me, "pid": dead.pid, "host": socket.gethostname() + "-other"}}
+    for name, proc in cases.items():
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps({"status": "running", "process": proc}))
+    status = {name: store.load_summary(tmp_path / name)["status"] for name in cases}
+    assert status["alive"] == "running" and status["elsewhere"] == "running"
+    assert status["dead"] == "killed" and "is gone" in store.load_summary(tmp_path / "dead")["killed"]
+    if me["start"] is not None:  # Linux: the pid now belongs to a process started at another time
+        assert status["reused"] == "killed"
+    table = vgrun.load_table(tmp_path)
+    assert dict(zip(table["job"], table["status"])) == status

@@ -150,7 +150,8 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     from vgrun.viz.console import print_run, write_report
     from vgrun.viz.plots import run_figure
 
-    summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg)}
+    summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg),
+               "process": store.process()}
     store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
     recurrent = cfg.model.name in RECURRENT
     done = vectorize.take(run_dir)  # trained already, with other jobs in one vmapped program
@@ -203,7 +204,7 @@ def run_doya(cfg: Config, run_dir: Path, t_start: float) -> int:
     from vgrun.science import doya
     from vgrun.viz.doya import plot
 
-    summary = {"status": "running", "config": store.config_dict(cfg)}
+    summary = {"status": "running", "config": store.config_dict(cfg), "process": store.process()}
     store.write_summary(run_dir, summary)
     with console.status("Doya's one-neuron network: bifurcations, loss landscape, gradient descent"):
         analysis = doya.analyze(cfg.doya)

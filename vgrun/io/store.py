@@ -58,8 +58,47 @@ def write_frames(run_dir, tables: dict) -> None:
         atomic_write(Path(run_dir) / f"{name}.parquet", lambda p, f=frame: f.to_parquet(p, index=False))
 
 
+def process() -> dict:
+    """Who writes a "running" record: pid, host and the process's start time (Linux: clock ticks
+    since boot, so a later process given the same pid is not taken for it; else None)."""
+    import socket
+
+    return {"pid": os.getpid(), "host": socket.gethostname(), "start": _start_time(os.getpid())}
+
+
+def _start_time(pid: int):
+    try:
+        return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _gone(proc: dict) -> bool:
+    """The recorded process has ended: same host, and its pid is free or now another process's."""
+    import socket
+
+    if proc.get("host") != socket.gethostname() or not isinstance(proc.get("pid"), int):
+        return False  # another machine's process: nothing to tell from here
+    try:
+        os.kill(proc["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        pass
+    start = _start_time(proc["pid"])
+    return proc.get("start") is not None and start is not None and start != proc["start"]
+
+
 def load_summary(path) -> dict:
-    return json.loads((Path(path) / "summary.json").read_text())
+    """A run's summary.json. A "running" record whose process is gone (its pid and host, see
+    `process`) is reported as status "killed", with `killed` saying why: the process died
+    without a word (SIGKILL, out of memory, power cut); what it wrote before is kept."""
+    summary = json.loads((Path(path) / "summary.json").read_text())
+    proc = summary.get("process") or {}
+    if summary.get("status") == "running" and _gone(proc):
+        summary["status"] = "killed"
+        summary["killed"] = f"the running process (pid {proc['pid']} on {proc['host']}) is gone"
+    return summary
 
 
 def load_run(path, table: str = "traces"):

@@ -19,7 +19,7 @@ HEADERS = {"train_loss": "train loss", "train_acc": "train acc", "test_loss": "h
            "test_acc": "held-out acc", "ratio_first_last_init": "|δ| first/last, step 0",
            "ratio_first_last": "median over training", "wall_s": "wall s", "runs": "runs"}
 COLORS = {"vanishing": "red", "exploding": "magenta", "healthy": "green", "not learning": "yellow", "failed": "bold red",
-          "diverged": "magenta", "skipped": "yellow", "interrupted": "yellow", "running": "yellow"}
+          "diverged": "magenta", "skipped": "yellow", "interrupted": "yellow", "running": "yellow", "killed": "bold red"}
 
 
 SPECS = {"ratio_first_last_init": ".2e", "ratio_first_last": ".2e", "train_loss": ".4g", "test_loss": ".4g", "wall_s": ".1f"}
