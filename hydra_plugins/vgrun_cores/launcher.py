@@ -162,7 +162,10 @@ class CoresLauncher(Launcher):
         codes = [line.strip() for line in str(exc).splitlines() if "exit code" in line]  # loky: "{SIGKILL(-9)}"
         message = f"the worker process running this job died ({type(exc).__name__}{': ' + codes[0] if codes else ''})"
         summary = read_summary(run_dir)
-        if summary.get("status", "running") == "running":  # else the job recorded its own end (interrupted, ...)
+        # "killed": the record of the dead worker's job (vgrun.io.store.load_summary); any other status is the
+        # end the job recorded itself (interrupted, ...)
+        if summary.get("status", "running") in ("running", "killed"):
+            summary.pop("killed", None)
             summary.update(status="failed", error=message, log=str(run_dir / "cli.log"))
             run_dir.mkdir(parents=True, exist_ok=True)
             store.write_summary(run_dir, summary)

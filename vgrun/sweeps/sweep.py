@@ -10,7 +10,7 @@ The sweep folder is claimed with an exclusive mkdir, so two sweeps started in th
 microsecond (two processes) get two folders (`...-2`); the job folders inside differ by
 their overrides, which Hydra's sweeper never repeats. `resume=<sweep folder>` runs the
 same sweep into that folder again: jobs whose summary says completed or diverged are
-kept, the rest (failed, skipped, interrupted, running, missing) run again.
+kept, the rest (failed, skipped, interrupted, running, killed, missing) run again.
 
 `register_resolvers` makes the folder resolvers known to OmegaConf; this module stays
 light (no JAX, no pandas) because every run imports it.
