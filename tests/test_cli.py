@@ -132,3 +132,15 @@ def test_a_running_record_whose_process_is_gone_reads_as_killed(tmp_path):
         assert status["reused"] == "killed"
     table = vgrun.load_table(tmp_path)
     assert dict(zip(table["job"], table["status"])) == status
+
+
+def test_version_is_vgrun_s(tmp_path):
+    from importlib import metadata
+
+    p = vgrun_cmd(["--version"], tmp_path)
+    assert p.returncode == 0 and p.stdout.startswith(f"vgrun {metadata.version('vgrun')} (jax {jax.__version__}")
+
+
+def test_a_preset_without_the_plus():
+    assert vgrun.compose(["experiment=he2015"]) == vgrun.compose(preset="he2015")
+    assert vgrun.compose(["experiment=he2015"]).depth == 30

@@ -42,11 +42,11 @@ def compose(overrides=(), preset: str | None = None):
     from hydra import initialize_config_dir
     from omegaconf import OmegaConf
 
-    from vgrun.cli.main import register_schema
+    from vgrun.cli.main import preset_without_plus, register_schema
     from vgrun.config import overrides as checks
     from vgrun.config.schema import validate
 
-    overrides = list(overrides) + ([f"+experiment={preset}"] if preset else [])
+    overrides = preset_without_plus(list(overrides)) + ([f"+experiment={preset}"] if preset else [])
     checks.check(overrides)
     register_schema()
     conf = Path(__file__).parent / "conf"

@@ -249,9 +249,30 @@ def _quick_exit(code: int = 0) -> None:
     os._exit(code)
 
 
+def version() -> str:
+    """vgrun's version, with the JAX it runs on."""
+    from importlib import metadata
+
+    try:
+        jax = metadata.version("jax")
+    except metadata.PackageNotFoundError:
+        jax = "not installed"
+    return f"vgrun {metadata.version('vgrun')} (jax {jax}, python {sys.version.split()[0]})"
+
+
+def preset_without_plus(args: list[str]) -> list[str]:
+    """`experiment=NAME` as `+experiment=NAME`: the preset group is not in the defaults list, so
+    Hydra wants the `+`; a user need not know that."""
+    return [f"+{a}" if a.startswith("experiment=") else a for a in args]
+
+
 def main() -> None:
     from vgrun.config import overrides
 
+    if any(a in ("--version", "-V") for a in sys.argv[1:]):
+        print(version())
+        sys.exit(0)
+    sys.argv[1:] = preset_without_plus(sys.argv[1:])
     try:
         overrides.check(sys.argv[1:])
         sweep.check_args(sys.argv[1:])
