@@ -11,6 +11,8 @@ from dataclasses import asdict
 from importlib import metadata
 from pathlib import Path
 
+from vgrun.config.names import RECURRENT
+
 PACKAGES = ("vgrun", "jax", "jaxlib", "optax", "hydra-core", "omegaconf", "numpy")
 
 # data keys each source reads (vgrun.data.datasets; the sequence tasks read none but the name)
@@ -92,7 +94,7 @@ def config_dict(cfg, problem=None) -> dict:
             full["data"]["seq_steps"] = problem.seq_steps
     if cfg.pretrain.name == "none":
         full["pretrain"] = {"name": "none"}
-    if name not in ("rnn", "lstm", "gru"):
+    if name not in RECURRENT:
         del full["seq_len"]
     if cfg.norm != "batchnorm":
         del full["bn_momentum"]

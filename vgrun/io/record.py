@@ -19,11 +19,11 @@ from vgrun.io.frames import run_frames
 
 
 def _final(res) -> dict:
-    n = len(res.metrics["loss"])
-    tail = max(1, n // 20)
+    from vgrun.science.verdict import tail_mean
+
     return {
-        "train_loss": float(res.metrics["loss"][-tail:].mean()),
-        "train_acc": float(res.metrics["acc"][-tail:].mean()),
+        "train_loss": tail_mean(res.metrics["loss"]),
+        "train_acc": tail_mean(res.metrics["acc"]),
         "test_loss": res.test[0],
         "test_acc": res.test[1],
     }
@@ -108,4 +108,3 @@ def write(cfg, results: list, run_dir: Path, summary: dict, recurrent: bool):
 
     store.write_frames(run_dir, {k: pd.concat(v, ignore_index=True) for k, v in frames.items()})
     return summary, med
-

@@ -158,7 +158,9 @@ def group_table(frame, by: list[str]):
     for values, g in frame.groupby(by, sort=False, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
         def geometric_median(col):
-            ratio = g[col].dropna().astype(float) if col in g else g.iloc[:0, 0]
+            if col not in g:
+                return None
+            ratio = g[col].dropna().astype(float)
             ratio = ratio[ratio > 0]
             return float(np.exp(np.median(np.log(ratio)))) if len(ratio) else None
 

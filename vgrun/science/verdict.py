@@ -88,14 +88,18 @@ def gradient(ratio: np.ndarray, status: str, dcfg, trace_every: int) -> dict:
             "ratio_final": _finite(ratio[-1]) if len(ratio) else None, "recovered_step": recovered}
 
 
+def tail_mean(x) -> float:
+    """A final value: the mean of the last 5% of steps (at least one)."""
+    x = np.asarray(x)
+    return float(x[-max(1, len(x) // 20):].mean())
+
+
 def learning(loss: np.ndarray, status: str, baseline: float, dcfg, test=(math.nan, math.nan), end=None) -> dict:
     """Whether the training loss learned: `learned` if its final value (`end`, default the mean of
     the last 5% of steps) is below stall_frac times both its initial value and the best constant
     prediction's loss, `diverged` if the run went non-finite, else `stalled`."""
-    loss = np.asarray(loss, np.float64)
-    tail = max(1, len(loss) // 20)
     loss0 = float(loss[0])
-    end = float(np.mean(loss[-tail:])) if end is None else float(end)
+    end = tail_mean(loss) if end is None else float(end)
     if status == "diverged" or not math.isfinite(end):
         outcome = "diverged"
     elif end < dcfg.stall_frac * min(loss0, baseline):
@@ -168,8 +172,8 @@ def headline(d: dict, span: str) -> str:
     if learn["outcome"] == "diverged":
         nf = d.get("first_nonfinite")
         what = f"{nf['what']}" + (f" (layer {nf['index']})" if nf and nf["index"] is not None else "") if nf else "a value"
-        step = nf["step"] if nf else d.get("steps_done")
-        return f"DIVERGED at step {step}: {what} went non-finite first; {at_init}"
+        return (f"DIVERGED at step {nf['step']}: {what} went non-finite first; {at_init}" if nf
+                else f"DIVERGED; {at_init}")
     if learn["outcome"] == "stalled":
         fob = learn["final_over_baseline"]
         what = "NOT LEARNING: " if v == "not learning" else ""
@@ -340,19 +344,18 @@ def diagnose_time(cfg, metrics: dict, traces: TimeTrace, status: str, baseline: 
     grad = gradient(ratio, status, dcfg, cfg.trace_every)
     learn = learning(metrics["loss"], status, baseline, dcfg, test, final_loss)
     factor = decay_per_step(delta[0, :-1]) if len(delta) else math.nan
-    fin = _finite
     fields = {f: getattr(traces, f) for f in TimeTrace._fields}
     d = {
         **judged(grad, learn, "time", metrics, fields, cfg),
-        "per_step_factor_init": fin(factor),
+        "per_step_factor_init": _finite(factor),
         "memory_ratio": dcfg.memory_ratio,
         "effective_memory_init": effective_memory(delta[0], dcfg.memory_ratio),
         "effective_memory_final": effective_memory(delta[-1], dcfg.memory_ratio),
-        "e_fold_steps_init": fin(1 / abs(math.log(factor))) if factor and np.isfinite(factor) and factor != 1 else None,
-        "rho_init": [fin(v) for v in np.asarray(traces.rho)[0]],
-        "sigma_max_init": [fin(v) for v in np.asarray(traces.sigma_max)[0]],
-        "rho_final": [fin(v) for v in np.asarray(traces.rho)[-1]],
-        "sigma_max_final": [fin(v) for v in np.asarray(traces.sigma_max)[-1]],
+        "e_fold_steps_init": _finite(1 / abs(math.log(factor))) if factor and np.isfinite(factor) and factor != 1 else None,
+        "rho_init": [_finite(v) for v in np.asarray(traces.rho)[0]],
+        "sigma_max_init": [_finite(v) for v in np.asarray(traces.sigma_max)[0]],
+        "rho_final": [_finite(v) for v in np.asarray(traces.rho)[-1]],
+        "sigma_max_final": [_finite(v) for v in np.asarray(traces.sigma_max)[-1]],
         "nonfinite": {f: _count_nonfinite(v) for f, v in fields.items()}
         | {"loss": _count_nonfinite(metrics["loss"])},
     }

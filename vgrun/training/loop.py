@@ -165,6 +165,7 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
         traces = [t.result() for t in traces]
         spectra.shutdown()
     train_s = time.perf_counter() - t0 - compile_s
+    hists = jax.device_get(hists)
 
     def result(i):
         ms = [member(m, i) for m in metrics[: ends[i]]]
@@ -173,7 +174,7 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
         cat_t = type(ts[0])(*(np.concatenate([getattr(t, f) for t in ts]) for f in ts[0]._fields))
         hist = None
         if hists:  # step 0 and the end of each chunk the member ran
-            hs = [member(h, i) for h in jax.device_get(hists[: ends[i] + 1])]
+            hs = [member(h, i) for h in hists[: ends[i] + 1]]
             hist = {"step": np.arange(len(hs)) * prog.chunk_steps, **{q: np.stack([h[q] for h in hs]) for q in hs[0]}}
         return Result(prog.problem, carries[i], cat_m, cat_t, status[i], compile_s, train_s, tests[i],
                       pretrained[i], hist)
