@@ -77,7 +77,8 @@ def test_check_rejects(args):
         check(args)
 
 
-@pytest.mark.parametrize("args", [["act=sigmoid", "depth=5,10", "init=xavier,he"], ["optimizer.clip_norm=null"],
+@pytest.mark.parametrize("args", [["-m", "act=sigmoid", "depth=5,10", "init=xavier,he"], ["-m", "init=glob(xavier*)"],
+                                  ["optimizer.clip_norm=null"],
                                   ["hydra.run.dir=x"], ["init.gain=2"], ["optimizer.lr=1"]])
 def test_check_accepts(args):
     check(args)

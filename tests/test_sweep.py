@@ -307,26 +307,40 @@ def test_setup_jax_leaves_no_thread_pinned_to_the_first_core():
     assert int(n) > 1 and masks.strip() == "{True}"
 
 
-def test_sweeper_composes_one_job_per_distinct_structure_and_checks_every_value(capsys):
-    """hydra/sweeper=vgrun: jobs differing only in plain values are checked, not all composed."""
+def test_sweeper_composes_one_job_per_distinct_structure_and_checks_every_job(capsys):
+    """hydra/sweeper=vgrun: every job of the sweep is checked (ranges included) before any runs;
+    jobs differing only in plain values share one composition."""
+    from hydra import compose, initialize_config_dir
+    from omegaconf import OmegaConf, open_dict
+
     from hydra_plugins.vgrun_sweeper.sweeper import VgrunSweeper, composition_signature
+    from vgrun.cli.main import register_schema
+    from vgrun.config.overrides import CONF
+    from vgrun.config.schema import ConfigError
 
     composed = []
+    register_schema()
 
     class Loader:
         def load_sweep_config(self, config, overrides):
             composed.append(overrides)
+            structural = [o for o in composition_signature(overrides) if not o.startswith("hydra")]
+            with initialize_config_dir(config_dir=str(CONF), version_base=None):
+                cfg = compose("config", overrides=structural)
+            with open_dict(cfg):
+                cfg["hydra"] = OmegaConf.create({})
+            return cfg
 
     sweeper = VgrunSweeper(max_batch_size=None)
     sweeper.hydra_context, sweeper.config = type("Context", (), {"config_loader": Loader()})(), None
-    batch = [[f"optimizer.lr={lr}", f"seed={s}", "act=relu"] for lr in (0.01, 0.1) for s in (0, 1)]
-    batch += [["model=resmlp", "optimizer.lr=0.01", "seed=0", "act=relu"], ["hydra/launcher=cores", "seed=1"]]
-    sweeper.validate_batch_is_legal(batch)
-    assert composed == [batch[0], batch[4], batch[5]]
+    jobs = [[f"optimizer.lr={lr}", f"seed={s}", "act=relu"] for lr in (0.01, 0.1) for s in (0, 1)]
+    jobs += [["model=resmlp", "optimizer.lr=0.01", "seed=0", "act=relu"], ["hydra/launcher=cores", "seed=1"]]
+    sweeper.check_jobs(jobs)
+    assert composed == [jobs[0], jobs[4], jobs[5]]
     assert composition_signature(["+foo=1", "~bar", "hydra.job.name=x", "depth=3"]) == ("+foo=1", "~bar", "hydra.job.name=x")
-    for bad, words in ((["depth=abc"], ("depth", "abc", "integer")), (["act=sigmod"], ("act", "sigmod", "relu"))):
-        with pytest.raises(SystemExit) as e:
-            sweeper.validate_batch_is_legal([["seed=0"], bad])
-        assert e.value.code == 2
-        err = capsys.readouterr().err
-        assert all(w in err for w in words) and len(err.strip().splitlines()) == 1
+    for bad, words in ((["depth=abc"], ("depth", "abc", "integer")), (["act=sigmod"], ("act", "sigmod", "relu")),
+                       (["depth=0"], ("depth", "0", "> 0")),
+                       (["steps=10", "trace_every=3"], ("trace_every", "3", "10"))):
+        with pytest.raises(ConfigError) as e:
+            sweeper.check_jobs([["seed=0"], bad])
+        assert all(w in str(e.value) for w in words)

@@ -70,6 +70,21 @@ def bad_input(e: ConfigError) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
+def discard_unused(run_dir: Path) -> None:
+    """A rejected run's folder, made by Hydra and holding only Hydra's files (.hydra/, cli.log): removed,
+    with its dated parent when that is left empty. A folder holding anything else is left alone."""
+    import shutil
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir() or any(p.name not in (".hydra", "cli.log") for p in run_dir.iterdir()):
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    try:
+        run_dir.parent.rmdir()
+    except OSError:
+        pass
+
+
 def to_config(dcfg: DictConfig) -> Config:
     cfg = OmegaConf.to_object(dcfg)
     return validate(cfg)
@@ -89,6 +104,7 @@ def run_job(dcfg: DictConfig) -> int:
         cfg = to_config(dcfg)
     except ConfigError as e:
         if not job.multirun:
+            discard_unused(job.run_dir)
             bad_input(e)
         return _failed(job, e, None, bool(dcfg.get("fail_fast")))
     config = config_dict(cfg)
@@ -105,6 +121,7 @@ def run_job(dcfg: DictConfig) -> int:
         return train_job(cfg, job.run_dir)
     except ConfigError as e:  # found only once JAX is up: device=gpu without one, cma_es on a large net
         if not job.multirun:
+            discard_unused(job.run_dir)
             bad_input(e)
         return _failed(job, e, config, cfg.fail_fast)
     except Exception as e:  # anything: a bug, out of memory, a missing file; Ctrl-C and exits pass through
@@ -227,6 +244,9 @@ def _hydra_main(dcfg: DictConfig) -> int:
     try:
         claims.check_form(dcfg)  # a malformed claim is bad input, caught before training (sweeps: on_multirun_start)
     except ConfigError as e:
+        from vgrun.sweeps.job import Job
+
+        discard_unused(Job.current().run_dir)
         bad_input(e)
     code = run_job(dcfg)
     claims.after_job(dcfg)  # a single run judges its preset's claims; a sweep's are judged by ClaimsCallback
@@ -276,8 +296,12 @@ def main() -> None:
     try:
         overrides.check(sys.argv[1:])
         sweep.check_args(sys.argv[1:])
+        sweep.check_output(sys.argv[1:])
     except ConfigError as e:
         bad_input(e)
+    except OSError as e:  # a full disk
+        err.print(f"[bold red]vgrun: error:[/] {e.strerror}", highlight=False, soft_wrap=True)
+        sys.exit(EXIT_FAILED)
     register_schema()
     OUTCOME.set(ended := Outcome())
     _hydra_main()

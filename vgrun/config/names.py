@@ -18,6 +18,7 @@ DEVICES = ("auto", "cpu", "gpu")
 SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
 DATASETS = ("digits", "spirals", "teacher")
 TASKS = ("adding", "adding_hs97", "temporal_order", "copy")  # sequence tasks, for recurrent models
+TASK_MIN_LEN = {"adding": 2, "adding_hs97": 20, "temporal_order": 10, "copy": 1}  # the shortest seq_len of each
 DATA = DATASETS + TASKS
 DTYPES = ("float32", "float64")
 STEERING = ("resume", "fail_fast")  # config keys that steer a sweep and change nothing a job computes

@@ -25,6 +25,18 @@ def group_options(group: str) -> list[str]:
     return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
 
 
+def launchers() -> list[str]:
+    """The `hydra/launcher=` choices installed here: Hydra's basic, vgrun's, and the plugins found."""
+    from importlib.util import find_spec
+
+    names = ["basic", "vectorized", *group_options("hydra/launcher")]
+    if find_spec("hydra_plugins.hydra_joblib_launcher"):
+        names.append("joblib")
+    if find_spec("hydra_plugins.hydra_submitit_launcher"):
+        names += ["submitit_local", "submitit_slurm"]
+    return sorted(set(names) - {"vgrun_cores_schema"})
+
+
 def _fields(cls) -> dict:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -74,16 +86,63 @@ def _check_value(key: str, typ, value) -> None:
         raise ConfigError(key, value, "a list, e.g. [...] (expect: a list of claims, see vgrun/claims.py)")
 
 
+class OverrideSyntaxError(ConfigError):
+    """An override Hydra's grammar cannot read (`depth==3`, `depth=[1,2`): which one, and why."""
+
+    def __init__(self, arg: str, why: str):
+        self.key, self.value, self.valid = arg, UNKNOWN, "key=value"
+        ValueError.__init__(self, f"cannot read the override {arg!r}: {why}; expected key=value, e.g. depth=20, "
+                                  "or a sweep "
+                                  "with -m: depth=5,10,20, range(5,25,5), init=glob(xavier*) "
+                                  "(https://hydra.cc/docs/advanced/override_grammar/basic)")
+
+
+def _parse(args: list[str]) -> list:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser, parsed = OverridesParser.create(), []
+    for a in args:
+        try:
+            parsed += parser.parse_overrides([a])
+        except OverrideParseException as e:
+            lines = str(e).splitlines()  # "Error parsing override ...", the grammar's complaint, a link
+            why = lines[1] if len(lines) > 1 and not lines[1].startswith("See ") else lines[0]
+            raise OverrideSyntaxError(a, why.split(" expecting ")[0]) from None
+    return parsed
+
+
+def _values(o, key: str) -> list:
+    """An override's values: one, or a sweep's (a glob picks among a config group's options)."""
+    from hydra.core.override_parser.types import Glob
+
+    value = o.value()
+    if isinstance(value, Glob):
+        pattern = o.input_line.split("=", 1)[1] if o.input_line else str(value)
+        if key not in GROUPS:
+            raise ConfigError(key, pattern, "a value or a list (glob() picks among a config group's options: "
+                                            + ", ".join(GROUPS) + ")")
+        options = group_options(key)
+        picked = value.filter(options)
+        if not picked:
+            raise ConfigError(key, pattern, "a pattern matching one of " + ", ".join(options))
+        return picked
+    return list(o.sweep_iterator()) if o.is_sweep_override() else [value]
+
+
 def check(args: list[str]) -> None:
     """Raise ConfigError for the first bad override among command-line `args`."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    overrides = OverridesParser.create().parse_overrides([a for a in args if "=" in a and not a.startswith("-")])
-    for o in overrides:
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    for o in _parse([a for a in args if "=" in a and not a.startswith("-")]):
         key = o.key_or_group
+        if key == "hydra/launcher" and str(o.value()) not in launchers():
+            raise ConfigError(key, o.value(), "one of " + ", ".join(launchers()))
         if o.is_hydra_override() or key.startswith("hydra/") or o.is_delete():
             continue
-        values = list(o.sweep_iterator()) if o.is_sweep_override() else [o.value()]
+        if o.is_sweep_override() and not multirun:
+            value = o.input_line.split("=", 1)[1]
+            raise ConfigError(key, value, f"one value; a sweep needs -m: vgrun -m {o.input_line}")
+        values = _values(o, key)
         if key in GROUPS:
             options = group_options(key)
             for v in values:

@@ -9,12 +9,12 @@ and the valid choices. Nothing here imports JAX.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
 from vgrun.config.names import (ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RECURRENT, RNN_FORMS,
                          SCHEDULES, TASKS)
-from vgrun.config.names import DEVICES, GRADIENT_FREE, PRETRAIN
+from vgrun.config.names import DEVICES, GRADIENT_FREE, PRETRAIN, TASK_MIN_LEN
 
 
 UNKNOWN = object()  # the value of a key that does not exist
@@ -202,6 +202,15 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("data", cfg.data.name, f"a sequence task for model={cfg.model.name}: " + ", ".join(TASKS))
     if sequential and not recurrent:
         raise ConfigError("model", cfg.model.name, f"a recurrent model for data={cfg.data.name}: " + ", ".join(RECURRENT))
+    if sequential and cfg.seq_len < TASK_MIN_LEN[cfg.data.name]:
+        shortest = TASK_MIN_LEN[cfg.data.name]
+        raise ConfigError("seq_len", cfg.seq_len, f"an integer >= {shortest} for data={cfg.data.name}")
+    if not 0 <= cfg.bn_momentum < 1:
+        raise ConfigError("bn_momentum", cfg.bn_momentum, "a number in [0, 1)")
+    _validate_diagnosis(cfg.diagnosis)
+    _validate_memory(cfg)
+    if cfg.model.name == "doya":
+        _validate_doya_alone(cfg)
     d = cfg.doya
     if not 0 < d.eps <= 1:  # above 1 the map's slope can turn negative: the stability rule no longer holds
         raise ConfigError("doya.eps", d.eps, "a number in (0, 1]")
@@ -216,6 +225,63 @@ def validate(cfg: Config) -> Config:
     if cfg.steps % cfg.trace_every:
         raise ConfigError("trace_every", cfg.trace_every, f"a divisor of steps={cfg.steps}")
     return cfg
+
+
+def _validate_diagnosis(d: DiagnosisConfig) -> None:
+    for key in ("vanish_ratio", "explode_ratio", "sat_tol", "memory_ratio"):
+        _positive(f"diagnosis.{key}", getattr(d, key))
+    if not d.explode_ratio > d.vanish_ratio:
+        raise ConfigError("diagnosis.explode_ratio", d.explode_ratio,
+                          f"a number > diagnosis.vanish_ratio={d.vanish_ratio}")
+    for key in ("sat_frac", "stall_frac"):
+        if not 0 < getattr(d, key) <= 1:
+            raise ConfigError(f"diagnosis.{key}", getattr(d, key), "a number in (0, 1]")
+    if not 0 <= d.dead_ratio < 1:
+        raise ConfigError("diagnosis.dead_ratio", d.dead_ratio, "a number in [0, 1)")
+
+
+def _memory_bytes() -> int | None:
+    try:
+        import os
+
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def _validate_memory(cfg: Config) -> None:
+    """A network whose weights alone (times the copies training keeps: weights, gradient, the
+    optimizer's state) exceed this machine's memory is named up front, not left to overflow."""
+    if cfg.model.name == "doya":
+        return
+    per_layer = {"lstm": 8, "gru": 6, "rnn": 2}.get(cfg.model.name, 1) * cfg.width ** 2
+    need = (cfg.depth + 1) * per_layer * (8 if cfg.dtype == "float64" else 4) * 4 * cfg.seeds
+    have = _memory_bytes()
+    if have and need > have:
+        raise ConfigError("width", cfg.width, f"a network that fits in memory: depth={cfg.depth} width={cfg.width} "
+                                              f"needs ~{need / 2**30:.3g} GiB, this machine has {have / 2**30:.3g} GiB")
+
+
+_DOYA_KEYS = ("model", "doya", "seed", "device", "expect", "check", "fail_fast", "resume", "threads")
+
+
+def _validate_doya_alone(cfg: Config) -> None:
+    """model=doya analyses one neuron (the doya.* keys): a setting of a trained network is a mistake."""
+    defaults = Config()
+    for f in fields(Config):
+        if f.name in _DOYA_KEYS:
+            continue
+        value, default = getattr(cfg, f.name), getattr(defaults, f.name)
+        if value == default:
+            continue
+        if is_dataclass(value):  # a group: its name, else its first changed key
+            changed = [g.name for g in fields(value) if getattr(value, g.name) != getattr(default, g.name)]
+            key = f.name if "name" in changed else f"{f.name}.{changed[0]}"
+            value = getattr(value, "name" if "name" in changed else changed[0])
+        else:
+            key = f.name
+        raise ConfigError(key, value, f"its default with model=doya, which analyses one neuron and ignores {key} "
+                                      "(its settings are the doya.* keys, e.g. doya.w=5 doya.horizon=300)")
 
 
 def _validate_remedies(cfg: Config) -> None:

@@ -89,11 +89,28 @@ def _gone(proc: dict) -> bool:
     return proc.get("start") is not None and start is not None and start != proc["start"]
 
 
+class Unreadable(ValueError):
+    """A run's file that exists but cannot be read (truncated, corrupt): named, so the run is skipped."""
+
+    def __init__(self, path, exc: BaseException):
+        self.path = Path(path)
+        why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        super().__init__(f"{self.path} cannot be read ({type(exc).__name__}: {why})")
+
+
 def load_summary(path) -> dict:
     """A run's summary.json. A "running" record whose process is gone (its pid and host, see
     `process`) is reported as status "killed", with `killed` saying why: the process died
-    without a word (SIGKILL, out of memory, power cut); what it wrote before is kept."""
-    summary = json.loads((Path(path) / "summary.json").read_text())
+    without a word (SIGKILL, out of memory, power cut); what it wrote before is kept.
+    Raises Unreadable for a summary that is not valid JSON (FileNotFoundError where there is none)."""
+    file = Path(path) / "summary.json"
+    text = file.read_text(errors="replace")
+    try:
+        summary = json.loads(text)
+    except ValueError as e:
+        raise Unreadable(file, e) from None
+    if not isinstance(summary, dict):
+        raise Unreadable(file, ValueError("not a JSON object"))
     proc = summary.get("process") or {}
     if summary.get("status") == "running" and _gone(proc):
         summary["status"] = "killed"
@@ -106,7 +123,13 @@ def load_run(path, table: str = "traces"):
     import pandas as pd
 
     path = Path(path)
-    frame = pd.read_parquet(path / f"{table}.parquet")
+    file = path / f"{table}.parquet"
+    if not file.exists():
+        raise FileNotFoundError(f"{file}: no such file")
+    try:
+        frame = pd.read_parquet(file)
+    except (OSError, ValueError) as e:  # a truncated or corrupt file (pyarrow's ArrowInvalid is a ValueError)
+        raise Unreadable(file, e) from None
     summary = load_summary(path)
     frame["run"] = str(path)
     frame["status"] = summary.get("status")
@@ -129,14 +152,45 @@ def find_runs(paths) -> list[Path]:
     return found
 
 
+def intact(run_dir, tables=("traces", "steps")) -> str | None:
+    """Why a finished run's files are not whole (its summary or a table unreadable), or None: the
+    Parquet footers are read, not the data."""
+    import pyarrow.parquet as pq
+
+    run_dir = Path(run_dir)
+    try:
+        load_summary(run_dir)
+    except (OSError, Unreadable) as e:
+        return str(e)
+    for name in tables:
+        file = run_dir / f"{name}.parquet"
+        if not file.exists():
+            return f"{file} is missing"
+        try:
+            pq.ParquetFile(file).metadata
+        except (OSError, ValueError) as e:
+            return str(Unreadable(file, e))
+    return None
+
+
 def load_runs(paths, table: str = "traces"):
-    """Every run under `paths` (folders, sweep folders or globs) as one DataFrame."""
+    """Every run under `paths` (folders, sweep folders or globs) as one DataFrame. A run whose
+    files cannot be read is skipped; `frame.attrs["skipped"]` maps it to the reason."""
     import pandas as pd
 
     runs = [r for r in find_runs(paths) if (r / f"{table}.parquet").exists()]
-    if not runs:
-        raise FileNotFoundError(f"no runs with {table}.parquet under {paths}")
-    return pd.concat([load_run(r, table) for r in runs], ignore_index=True)
+    frames, skipped = [], {}
+    for r in runs:
+        try:
+            frames.append(load_run(r, table))
+        except Unreadable as e:
+            skipped[str(r)] = str(e)
+    if not frames:
+        raise FileNotFoundError(f"no readable runs with {table}.parquet under {paths}"
+                                + (f" ({len(skipped)} unreadable: {next(iter(skipped.values()))})" if skipped else ""))
+    frame = pd.concat(frames, ignore_index=True)
+    frame.attrs["skipped"] = skipped
+    return frame
 
 
 def config_dict(cfg, problem=None) -> dict:

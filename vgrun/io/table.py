@@ -18,7 +18,7 @@ import math
 from pathlib import Path
 
 from vgrun.config.names import STEERING
-from vgrun.io.store import find_runs, load_summary
+from vgrun.io.store import Unreadable, find_runs, load_summary
 
 GROUPS = ("model", "init", "optimizer", "data")  # config groups: `init=he` sets init.name
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
@@ -100,7 +100,8 @@ def load_table(paths, where: dict | None = None, by=None):
     """Every run under `paths` (run folders, sweep folders, globs) as one DataFrame, a row per run.
 
     `where` keeps the runs whose config key equals the value (numbers compared as numbers);
-    `by` only checks its keys exist (grouping is `group_table`). Raises CompareError.
+    `by` only checks its keys exist (grouping is `group_table`). A run whose summary cannot be
+    read is left out, and `frame.attrs["skipped"]` maps it to the reason. Raises CompareError.
     """
     import pandas as pd
 
@@ -113,7 +114,15 @@ def load_table(paths, where: dict | None = None, by=None):
             raise CompareError(f"no runs (folders holding summary.json) under {str(p)!r}")
         runs.extend(found)
     runs = list(dict.fromkeys(runs))  # a run reached by two paths counts once
-    frame = pd.DataFrame([run_row(r) for r in runs])
+    rows, skipped = [], {}
+    for r in runs:
+        try:
+            rows.append(run_row(r))
+        except Unreadable as e:  # a truncated or corrupt summary: named, and the rest compared
+            skipped[str(r)] = str(e)
+    if not rows:
+        raise CompareError("no readable runs: " + "; ".join(skipped.values()))
+    frame = pd.DataFrame(rows)
     for key, value in (where or {}).items():
         _check_key(frame, key, "--where")
         frame = frame[[_matches(v, value) for v in frame[key]]]
@@ -123,7 +132,9 @@ def load_table(paths, where: dict | None = None, by=None):
         raise CompareError(f"no runs left after --where {' '.join(f'{k}={v}' for k, v in where.items())}")
     swept = swept_keys(frame)
     frame = frame.sort_values(swept, key=_sort_key, kind="stable") if swept else frame
-    return frame.reset_index(drop=True)
+    frame = frame.reset_index(drop=True)
+    frame.attrs["skipped"] = skipped
+    return frame
 
 
 def _order(v) -> tuple:

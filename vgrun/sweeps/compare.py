@@ -18,5 +18,21 @@ def report(console, frame, out: Path, title: str, by: list[str] | None = None) -
     write_tables(out, frame, shown if by else None, swept)
     print_table(console, shown, by or swept, title, frame)
     written = sweep_plots.draw(out, frame, by or swept, by=by)
+    for why in unreadable(frame):
+        console.print(f"[bold yellow]skipped:[/] {why}", highlight=False, soft_wrap=True)
     console.print(f"files: [bold]{out}[/] (sweep_summary.csv, sweep_summary.md"
                   + "".join(f", {p.name}" for p in written) + ")", highlight=False)
+
+
+def unreadable(frame) -> list[str]:
+    """The runs left out for a file that cannot be read: a summary (not in the table), or a table
+    of a finished run (in the table, not in the figures)."""
+    from vgrun.io.store import intact
+
+    found = list(frame.attrs.get("skipped", {}).values())
+    for run, status in zip(frame["run"], frame["status"]):
+        if status in ("completed", "diverged", "interrupted") and (Path(run) / "traces.parquet").exists():
+            why = intact(run, tables=("traces",))
+            if why:
+                found.append(why)
+    return found

@@ -10,6 +10,7 @@ sweep is started again (`SweepSummary.on_multirun_start`).
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,9 +53,13 @@ class Job:
         if config.get("resume"):
             previous = read_summary(self.run_dir)
             if previous.get("status") in RESULTS:
-                if _same(previous.get("config", {}), config):
+                broken = store.intact(self.run_dir, tables=_tables(config))
+                if broken:
+                    log.info("resume: %s; running again", broken)
+                elif _same(previous.get("config", {}), config):
                     return f"{previous['status']} in an earlier run of this sweep (resume)"
-                log.info("resume: the config differs from the earlier run; running again")
+                else:
+                    log.info("resume: the config differs from the earlier run; running again")
         stop = self.sweep_dir / STOP if self.sweep_dir else None
         if stop is not None and stop.exists():
             return f"fail_fast: the sweep stopped after {stop.read_text().strip()} failed"
@@ -68,7 +73,7 @@ class Job:
     def failed(self, exc: BaseException, config: dict | None, fail_fast: bool) -> str:
         """Write status `failed`, log the traceback to the job's log file only; return the one-line message."""
         path = self.log_path()
-        message = f"{type(exc).__name__}: {exc}".strip().splitlines()[0] if str(exc) else type(exc).__name__
+        message = _one_line(exc)
         record = log.makeRecord(log.name, logging.ERROR, __file__, 0, "job failed: %s", (message,),
                                 (type(exc), exc, exc.__traceback__))
         for h in logging.getLogger().handlers:  # the file only: the terminal gets one line
@@ -78,10 +83,28 @@ class Job:
         if config is not None:
             summary["config"] = config
         summary.update(status="failed", error=message, log=path)
-        store.write_summary(self.run_dir, summary)
+        try:
+            store.write_summary(self.run_dir, summary)
+        except OSError as e:  # the disk that failed the job (full, read-only): the files written stay as they are
+            message += f"; its summary could not be marked failed ({e.strerror or e})"
         if fail_fast and self.sweep_dir is not None:
             stop_sweep(self.sweep_dir, self.run_dir)
         return message
+
+
+def _tables(config: dict) -> tuple:
+    """The tables a finished job of this config wrote (model=doya writes none)."""
+    return () if (config.get("model") or {}).get("name") == "doya" else ("traces", "steps")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The failure in one line; a disk's fault (full, read-only, over quota) said as such."""
+    import errno
+
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EACCES, errno.EIO):
+        return (f"writing the run folder failed: {os.strerror(exc.errno)} ({exc.filename or 'a file of the run'}); "
+                "the files written before stay")
+    return f"{type(exc).__name__}: {exc}".strip().splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def stop_sweep(sweep_dir: Path, failed_run_dir: Path) -> None:

@@ -82,6 +82,56 @@ def check_args(args: list[str]) -> None:
                 raise ConfigError("resume", value, "a sweep folder, with -m (it resumes a sweep)")
             if not (Path(value) / "multirun.yaml").exists():
                 raise ConfigError("resume", value, "an existing sweep folder (one holding multirun.yaml)")
+        if multirun and a in ("hydra/launcher=slurm", "hydra/launcher=submitit_slurm"):
+            import shutil
+
+            if shutil.which("sbatch") is None:  # submitit would fail deep inside, after the sweep folder is made
+                raise ConfigError("hydra/launcher", a.split("=", 1)[1],
+                                  "a launcher this machine can run (SLURM's sbatch is not on PATH): basic, cores, "
+                                  "vectorized, joblib")
+
+
+def output_folder(args: list[str]) -> Path:
+    """Where this command will write: resume=, hydra.sweep.dir= or hydra.run.dir= up to its first
+    interpolation, else ./outputs."""
+    multirun = any(a in ("-m", "--multirun") for a in args)
+    keys = ("resume", "hydra.sweep.dir") if multirun else ("hydra.run.dir",)
+    for a in args:
+        key, _, value = a.partition("=")
+        if key in keys and value not in ("", "null"):
+            return Path(value.split("${")[0] or ".")
+    return Path("outputs")
+
+
+FREE_BYTES_NEEDED = 4 << 20  # a default run writes ~1 MB; less free than this is a full disk
+
+
+def check_output(args: list[str]) -> None:
+    """The output folder can be written and its disk has room, before anything runs. Raises
+    ConfigError (a folder that cannot be written: usage) or OSError (a full disk: runtime)."""
+    import errno
+    import os
+    import shutil
+    import tempfile
+
+    target = output_folder(args)
+    existing = Path(os.path.abspath(target))
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    key = next((a.split("=", 1)[0] for a in args if a.startswith(("resume=", "hydra.sweep.dir=", "hydra.run.dir="))),
+               "the output folder")
+    if not existing.is_dir():
+        raise ConfigError(key, str(target), f"a folder vgrun can write ({existing} is not a folder)")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as e:
+        raise ConfigError(key, str(target), f"a folder vgrun can write ({existing}: {e.strerror})") from None
+    free = shutil.disk_usage(existing).free
+    if free < FREE_BYTES_NEEDED:
+        raise OSError(errno.ENOSPC, f"the disk holding {existing} is full ({free / 2**20:.1f} MiB free; a run needs a "
+                                    f"few MiB): free some space or choose another folder with hydra.run.dir=",
+                      str(existing))
 
 
 def job_run_dir(sweep_config: DictConfig) -> Path:
@@ -108,11 +158,61 @@ def runs_jobs_here(launcher: str) -> bool:
     return in_process(launcher) or "CoresLauncher" in launcher
 
 
+LOCK = ".lock"  # in a sweep folder while a process runs the sweep: its pid, host and start (vgrun.io.store.process)
+
+
+def lock(folder: Path) -> None:
+    """Hold the sweep folder for this process, or raise ConfigError naming the live process that
+    holds it (a second `resume=` of a running sweep). A lock left by a process that is gone is taken over."""
+    import json
+    import os
+
+    from vgrun.io import store
+
+    path = folder / LOCK
+    for _ in range(2):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = json.loads(path.read_text())
+            except (OSError, ValueError):
+                holder = {}
+            if holder.get("pid") == os.getpid() or not holder or store._gone(holder):
+                path.unlink(missing_ok=True)  # ours already (a second callback), half-written, or stale
+                continue
+            raise ConfigError("resume", str(folder), "a sweep folder no live process is running (pid "
+                                                     f"{holder.get('pid')} on {holder.get('host')} is running it now)") from None
+        with os.fdopen(fd, "w") as f:
+            json.dump(store.process(), f)
+        return
+
+
+def unlock(folder: Path) -> None:
+    import json
+    import os
+
+    path = folder / LOCK
+    try:
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+    except (OSError, ValueError):
+        pass
+
+
 class SweepSummary(Callback):
     """At the end of a sweep: the table of every job (csv, markdown, printed) and the comparison plots."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
-        stop = Path(str(config.hydra.sweep.dir)) / STOP
+        folder = Path(str(config.hydra.sweep.dir))
+        try:
+            lock(folder)
+        except ConfigError as e:  # one line, exit 2 (SystemExit is not an Exception: Hydra lets it through)
+            from rich.console import Console
+
+            Console(stderr=True).print(f"[bold red]vgrun: error:[/] {e}", highlight=False, soft_wrap=True)
+            sys.exit(2)
+        stop = folder / STOP
         stop.unlink(missing_ok=True)  # a resumed sweep starts afresh after a fail_fast stop
         if not runs_jobs_here(str(OmegaConf.select(config, "hydra.launcher._target_", default=""))):
             # the jobs run in other processes: import the summary's libraries (~0.5 s) while they do
@@ -128,6 +228,7 @@ class SweepSummary(Callback):
 
         outcome().ended_here = runs_jobs_here(str(OmegaConf.select(config, "hydra.launcher._target_", default="")))
         folder = Path(str(config.hydra.sweep.dir))
+        unlock(folder)
         console = Console(width=None if sys.stdout.isatty() else 160)  # a log file gets the whole table
         try:
             table = load_table([folder])

@@ -28,8 +28,11 @@ def _curves(run: str, recurrent_only: bool | None):
     path = Path(run) / "traces.parquet"
     if not path.is_file():
         return None, None
-    names = pq.read_schema(path).names  # read only the columns drawn: a sixth of the time of every column
-    t = pq.read_table(path, columns=[c for c in ("step", "layer", "t", "seed", "delta") if c in names]).to_pandas()
+    try:
+        names = pq.read_schema(path).names  # read only the columns drawn: a sixth of the time of every column
+        t = pq.read_table(path, columns=[c for c in ("step", "layer", "t", "seed", "delta") if c in names]).to_pandas()
+    except (OSError, ValueError):  # truncated or corrupt: left out of the figure (the table's report names it)
+        return None, None
     recurrent = "t" in t.columns
     if "seed" not in t.columns:
         t["seed"] = 0
