@@ -8,6 +8,7 @@ import sys
 import time
 
 import jax
+import pytest
 
 import vgrun
 
@@ -88,6 +89,24 @@ def test_sigterm_leaves_a_valid_partial_run(tmp_path):
     assert 0 < summary["steps_done"] < 200000
     assert len(vgrun.load_run(run, "steps")) == summary["steps_done"]
     assert not [f for f in os.listdir(run) if ".tmp-" in f]  # no half-written files left
+
+
+@pytest.mark.long
+def test_sigterm_stops_doya_s_analysis(tmp_path):
+    """model=doya honours SIGTERM between the parts of its analysis: interrupted, exit 130."""
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "vgrun.cli.main", "model=doya", "doya.horizon=40000",
+                             "doya.n_b=20001", f"hydra.run.dir={run}"], cwd=tmp_path, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (run / "summary.json").exists() and time.time() < deadline:
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["status"] == "interrupted" and "of 4" in summary["error"]
+    assert not (run / "doya.png").exists()
 
 
 def test_console_script_is_installed():

@@ -158,21 +158,24 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     backend.setup(cfg)
     loading = preload()  # after JAX's backend started: the two imports overlapping can hang (benchmarks/README.md)
     if cfg.model.name == "doya":
-        return run_doya(cfg, run_dir, t_start)
+        return run_doya(cfg, run_dir, t_start, stop)
 
     from vgrun.config import hyper
-    from vgrun.io import record, store
+    from vgrun.io import record, store, stream
     from vgrun.sweeps import vectorize
     from vgrun.training import loop as train
     from vgrun.viz.console import print_run, write_report
     from vgrun.viz.plots import run_figure
 
+    start = resumable(cfg, run_dir)
     summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg),
                "process": store.process()}
     store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
     recurrent = cfg.model.name in RECURRENT
     done = vectorize.take(run_dir)  # trained already, with other jobs in one vmapped program
+    writer = None
     if done is None:
+        writer = stream.Stream(run_dir)  # every finished chunk on disk (vgrun.io.stream)
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
             TimeElapsedColumn(), console=console, transient=False,
@@ -183,13 +186,23 @@ def train_job(cfg: Config, run_dir: Path) -> int:
                 progress.update(task, description="training", completed=i * prog.chunk_steps,
                                 info=f"loss {m['loss'][-1]:.4f}")
 
-            results = train.run_members(cfg, [hyper.values(cfg)] * cfg.seeds, on_chunk=on_chunk, should_stop=stop,
-                                        cache=PROGRAMS)
+            if start is not None:  # the steps the earlier run finished
+                progress.update(task, description="resuming",
+                                completed=sum(len(m["loss"][-1] if m["loss"].ndim > 1 else m["loss"])
+                                              for m in start.metrics))
+            try:
+                results = train.run_members(cfg, [hyper.values(cfg)] * cfg.seeds, on_chunk=on_chunk, should_stop=stop,
+                                            cache=PROGRAMS, record=writer, start=start)
+            except BaseException:
+                writer.close(remove=False)  # what it measured stays (and may be resumed)
+                raise
         group = {"members": cfg.seeds}
     else:
         results, group = done
     loading.join()
     summary, med = record.write(cfg, results, run_dir, summary, recurrent)
+    if writer is not None:  # the tables hold every chunk now; an interrupted run keeps its state to resume
+        writer.close(remove=summary["status"] != "interrupted")
     run_figure(run_dir / "gradient_flow.png", cfg, results, med.traces)
     res = results[0]
     steps = len(med.metrics["loss"])  # this job's own steps (every member of its program advanced as fast)
@@ -213,8 +226,27 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     return 0
 
 
-def run_doya(cfg: Config, run_dir: Path, t_start: float) -> int:
-    """model=doya: the one-neuron analysis instead of training."""
+def resumable(cfg: Config, run_dir: Path):
+    """What an earlier run of this job streamed (vgrun.io.stream), when `resume` is set and the
+    earlier run had the same config; None: train from the start."""
+    from vgrun.io import store, stream
+    from vgrun.sweeps.job import _same, read_summary
+
+    if not cfg.resume or not stream.exists(run_dir):
+        return None
+    if not _same(read_summary(run_dir).get("config", {}), store.config_dict(cfg)):
+        return None
+    try:
+        return stream.load(run_dir)
+    except (OSError, ValueError, KeyError) as e:  # a chunk file lost with the machine: start again
+        err.print(f"resume: {run_dir}: the streamed state cannot be read ({e}); training from the start",
+                  highlight=False, soft_wrap=True)
+        return None
+
+
+def run_doya(cfg: Config, run_dir: Path, t_start: float, stop=lambda: False) -> int:
+    """model=doya: the one-neuron analysis instead of training; SIGINT / SIGTERM stop it between
+    its parts (status interrupted, exit 130)."""
     from rich.panel import Panel
 
     from vgrun.io import store
@@ -224,7 +256,14 @@ def run_doya(cfg: Config, run_dir: Path, t_start: float) -> int:
     summary = {"status": "running", "config": store.config_dict(cfg), "process": store.process()}
     store.write_summary(run_dir, summary)
     with console.status("Doya's one-neuron network: bifurcations, loss landscape, gradient descent"):
-        analysis = doya.analyze(cfg.doya)
+        try:
+            analysis = doya.analyze(cfg.doya, stop)
+        except doya.Stopped as e:
+            summary.update(status="interrupted", error=f"interrupted: {e}",
+                           timing={"wall_s": time.perf_counter() - t_start})
+            store.write_summary(run_dir, summary)
+            err.print(f"interrupted ({e}): {run_dir}", highlight=False, soft_wrap=True)
+            sys.exit(EXIT_INTERRUPTED)
         plot(analysis, run_dir / "doya.png")
     result = doya.summary(analysis)
     from vgrun.io.provenance import environment
@@ -286,6 +325,34 @@ def preset_without_plus(args: list[str]) -> list[str]:
     return [f"+{a}" if a.startswith("experiment=") else a for a in args]
 
 
+def resume_run(args: list[str]) -> list[str]:
+    """`vgrun resume=<run folder>`: that run's own overrides, into its own folder, going on from
+    the last chunk it streamed (vgrun.io.stream). Raises ConfigError for a folder that cannot be resumed."""
+    from vgrun.io import stream
+
+    if any(a in ("-m", "--multirun") for a in args):
+        return args
+    given = [a for a in args if a.startswith("resume=") and a != "resume=null"]
+    if not given:
+        return args
+    folder = Path(given[0].split("=", 1)[1])
+    others = [a for a in args if a not in given]
+    if others:
+        raise ConfigError("resume", str(folder), "resume=<run folder> alone: the run's own overrides are read from "
+                                                 f"its .hydra/overrides.yaml (got also {' '.join(others)})")
+    if not (folder / "summary.json").exists() or not (folder / ".hydra" / "overrides.yaml").exists():
+        raise ConfigError("resume", str(folder), "a run folder (one holding summary.json and .hydra/), or with -m "
+                                                 "a sweep folder")
+    if not stream.exists(folder):
+        raise ConfigError("resume", str(folder), "a run that stopped before its end (this one has nothing to go on "
+                                                 "from: it finished, or streamed no chunk)")
+    from omegaconf import OmegaConf
+
+    own = [str(o) for o in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
+    own = [o for o in own if not o.startswith(("resume=", "hydra.run.dir="))]
+    return [*own, f"hydra.run.dir={folder}", f"resume={folder}"]
+
+
 def main() -> None:
     from vgrun.config import overrides
 
@@ -294,6 +361,7 @@ def main() -> None:
         sys.exit(0)
     sys.argv[1:] = preset_without_plus(sys.argv[1:])
     try:
+        sys.argv[1:] = resume_run(sys.argv[1:])
         overrides.check(sys.argv[1:])
         sweep.check_args(sys.argv[1:])
         sweep.check_output(sys.argv[1:])

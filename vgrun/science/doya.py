@@ -154,11 +154,25 @@ def _wall(b, l, g, b_c):
             "loss_max_after": float(l[k + 1:].max()), "events": int((spike | cross).sum())}
 
 
-def analyze(d) -> dict:
+class Stopped(Exception):
+    """should_stop() became true between two parts of the analysis; `done` of 4 were finished."""
+
+    def __init__(self, done: int):
+        super().__init__(f"stopped after part {done} of 4")
+        self.done = done
+
+
+def analyze(d, should_stop=lambda: False) -> dict:
     """Bifurcation, loss landscape, dx/db check and gradient descent for a `DoyaConfig` d.
 
-    Returns JSON-able numbers; the arrays for the picture are under "arrays" (numpy).
+    Returns JSON-able numbers; the arrays for the picture are under "arrays" (numpy). Between
+    its four parts, raises Stopped when should_stop() (SIGINT, SIGTERM).
     """
+
+    def check(done: int) -> None:
+        if should_stop():
+            raise Stopped(done)
+
     with jax.enable_x64(True):
         b_grid = np.linspace(d.b_min, d.b_max, d.n_b)
         fold = folds(d.w)
@@ -166,15 +180,18 @@ def analyze(d) -> dict:
         ends = np.asarray(final_state(b_grid[None, :], np.linspace(0, 1, N_STARTS)[:, None], d.w, d.eps, SETTLE))
         both = (ends.min(0) < 0.5) & (ends.max(0) > 0.5)  # some starts end on each branch
         residual = np.abs(ends - 1 / (1 + np.exp(-(d.w * ends + b_grid)))).max()
+        check(1)
         # 2. the loss landscape at the training horizon T
         loss_g, grad_g = (np.asarray(a) for a in loss_and_grad(b_grid, d.x0, d.target, d.w, d.eps, d.horizon))
         x_end = np.asarray(final_state(b_grid, d.x0, d.w, d.eps, d.horizon))
         cliff = _cliff(d, b_grid, x_end, fold)
         i_max = int(np.argmax(np.abs(grad_g)))
+        check(2)
         # 3. dx/db on settled branches, autodiff against the implicit-function theorem
         pts = np.array(_check_points(d.w, fold))
         xs, ad = (np.asarray(a) for a in dx_db(pts[:, 0], pts[:, 1], d.w, d.eps, SETTLE))
         exact = 1 / (1 / (xs * (1 - xs)) - d.w)
+        check(3)
         rows = [{"b": float(b), "branch": "upper" if x > 0.5 else "lower", "x": float(x), "autodiff": float(a),
                  "analytic": float(e), "fp_residual": float(abs(b - b_of_x(x, d.w)))}
                 for b, x, a, e in zip(pts[:, 0], xs, ad, exact)]

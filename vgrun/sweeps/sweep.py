@@ -73,13 +73,16 @@ def register_resolvers() -> None:
 
 
 def check_args(args: list[str]) -> None:
-    """resume= only with -m, and naming a sweep folder: one clear line before Hydra starts."""
+    """resume= names a sweep folder with -m (a run folder without: vgrun.cli.main.resume_run); one clear line
+    before Hydra starts."""
     multirun = any(a in ("-m", "--multirun") for a in args)
     for a in args:
         if a.startswith("resume=") and a != "resume=null":
             value = a.split("=", 1)[1]
-            if not multirun:
-                raise ConfigError("resume", value, "a sweep folder, with -m (it resumes a sweep)")
+            if not multirun:  # a single run's folder (vgrun.cli.main.resume_run); a sweep's wants -m
+                if (Path(value) / "multirun.yaml").exists():
+                    raise ConfigError("resume", value, "a run folder; a sweep folder resumes with -m")
+                continue
             if not (Path(value) / "multirun.yaml").exists():
                 raise ConfigError("resume", value, "an existing sweep folder (one holding multirun.yaml)")
         if multirun and a in ("hydra/launcher=slurm", "hydra/launcher=submitit_slurm"):

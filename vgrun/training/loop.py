@@ -65,7 +65,8 @@ def compile_side_by_side(prog: Program, key, hp) -> list:
 
 
 def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None, on_chunk=None,
-                should_stop=lambda: False, cache: ProgramCache | None = None) -> list[Result]:
+                should_stop=lambda: False, cache: ProgramCache | None = None, record=None,
+                start=None) -> list[Result]:
     """Train n jobs that differ only in vector keys as one program (vmapped when n > 1).
 
     hps[i]: member i's dynamic values (vgrun.config.hyper.values); keys[i]: its PRNG key
@@ -77,6 +78,9 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
     compiled program is looked up and kept (None: compiled for this call alone); a
     caller's own `problem` is never cached. float64 is switched on or off for cfg.dtype.
     Gradient-free optimizers (`vgrun.training.evolve`) run their members one after another.
+    record: streams each chunk as it finishes (`vgrun.io.stream.Stream`: its start and chunk
+    methods); start: what an earlier run of the same job streamed (`vgrun.io.stream.Partial`):
+    training goes on from its last chunk, bit-identical to a run never stopped.
     """
     n, expected = len(hps), set(hyper.values(cfg))
     for hp in hps:  # the set keys select code paths (vgrun.config.hyper.signature): one program for all
@@ -85,6 +89,8 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
     keys = [jax.random.PRNGKey(cfg.seed + i) for i in range(n)] if keys is None else keys
     use_dtype(cfg.dtype)
     if cfg.optimizer.name in GRADIENT_FREE:
+        if start is not None:
+            raise ValueError(f"resume continues backpropagation runs, not optimizer={cfg.optimizer.name}")
         return [_evolve(hyper.with_values(cfg, hp), problem, k, on_chunk, should_stop) for hp, k in zip(hps, keys)]
     t0 = time.perf_counter()
     if problem is not None:
@@ -95,16 +101,22 @@ def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None,
     if not compiled:  # compiled here, so train_s is training only
         compiled += compile_side_by_side(prog, key, hp)
     init, chunk, evaluate, histogram = compiled
-    carry = init(key, hp)
     pretrained = [None] * n
-    if cfg.pretrain.name != "none":  # greedy layer-wise pretraining of carry.params (vgrun.training.pretrain)
+    if start is not None:  # the state the earlier run streamed after its last chunk, on the device
+        shapes = jax.eval_shape(prog.init_jit, key, hp)
+        treedef = jax.tree_util.tree_structure(shapes)
+        carry = jax.tree_util.tree_unflatten(treedef, [jnp.asarray(v, s.dtype) for v, s in
+                                                       zip(start.leaves, jax.tree_util.tree_leaves(shapes))])
+    else:
+        carry = init(key, hp)
+    if cfg.pretrain.name != "none" and start is None:  # greedy layer-wise pretraining of carry.params (vgrun.training.pretrain)
         from vgrun.training import pretrain
 
         carry, pretrained = pretrain.apply_members(cfg, prog.problem, carry, n)
         t0 += sum(log.seconds for log in pretrained)  # compile_s counts compilation only
     compile_s = time.perf_counter() - t0
     return drive(prog, chunk, evaluate, carry, n, ("loss", "grad_norm"), cfg.trace_every, is_recurrent(cfg),
-                 on_chunk, should_stop, t0, compile_s, pretrained, histogram)
+                 on_chunk, should_stop, t0, compile_s, pretrained, histogram, record, start)
 
 
 def _evolve(cfg, problem, key, on_chunk, should_stop) -> Result:
@@ -121,11 +133,13 @@ def _evolve(cfg, problem, key, on_chunk, should_stop) -> Result:
 
 
 def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurrent: bool, on_chunk, should_stop,
-          t0: float, compile_s: float, pretrained: list, histogram=None) -> list[Result]:
+          t0: float, compile_s: float, pretrained: list, histogram=None, record=None, start=None) -> list[Result]:
     """The host loop: run `chunk` prog.n_chunks times on `carry` (n members on a leading axis
     when n > 1), pull each chunk's metrics and traces to the host, end a member whose `watch`
     metrics went non-finite (grad_norm: at traced steps, every `every`), stop between chunks
-    when should_stop(); one Result per member. histogram: taken at step 0 and after every chunk."""
+    when should_stop(); one Result per member. histogram: taken at step 0 and after every chunk.
+    record: given each chunk as it finishes, with a host copy of the carry (see run_members);
+    start: the chunks an earlier run finished, and its members' ends (the carry is already its)."""
     d = prog.problem.arrays
 
     def member(tree, i):
@@ -137,10 +151,19 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
     # recurrent: the spectra of W_rec are computed on the host, beside the next chunk (vgrun.probes.time.finish),
     # at the lowest priority: a host eig at normal priority stalled XLA's threads
     spectra = ThreadPoolExecutor(1, initializer=lowest_priority) if recurrent else None
-    metrics, traces = [], []
-    hists = [] if histogram is None else [histogram(carry, d)]  # step 0, before the chunk donates the carry
     status, ends, tests, carries = ["completed"] * n, [prog.n_chunks] * n, [None] * n, [None] * n
-    for c in range(prog.n_chunks):
+    if start is None:
+        metrics, traces = [], []
+        hists = [] if histogram is None else [histogram(carry, d)]  # step 0, before the chunk donates the carry
+        if record is not None:
+            record.start(jax.device_get(hists[0]) if hists else None)
+    else:
+        metrics, traces, hists = list(start.metrics), list(start.traces), list(start.hists if histogram else [])
+        status, ends, tests = list(start.status), list(start.ends), list(start.tests)
+        for i in range(n):  # a member the earlier run interrupted goes on
+            if status[i] == "interrupted":
+                status[i], ends[i], tests[i] = "completed", prog.n_chunks, None
+    for c in range(0 if start is None else start.chunks_done, prog.n_chunks):
         carry, (m, t) = chunk(carry, d)
         if histogram is not None:
             hists.append(histogram(carry, d))
@@ -159,10 +182,15 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
             for i in (live if stop or c + 1 == prog.n_chunks else bad):
                 ends[i], tests[i] = c + 1, tuple(float(v) for v in member(test, i))
                 carries[i] = member(host, i)
+        if record is not None:  # the state as a copy: the next chunk donates the carry's buffers
+            last = stop or c + 1 == prog.n_chunks or all(t is not None for t in tests)
+            leaves = ([np.array(v, copy=True) for v in jax.device_get(jax.tree_util.tree_leaves(carry))]
+                      if record.wants_state(last) else None)
+            record.chunk(c, m, traces[-1], jax.device_get(hists[-1]) if hists else None, leaves, ends, status, tests)
         if stop or all(t is not None for t in tests):
             break
     if spectra:
-        traces = [t.result() for t in traces]
+        traces = [t.result() if hasattr(t, "result") else t for t in traces]
         spectra.shutdown()
     train_s = time.perf_counter() - t0 - compile_s
     hists = jax.device_get(hists)
