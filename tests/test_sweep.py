@@ -344,3 +344,34 @@ def test_sweeper_composes_one_job_per_distinct_structure_and_checks_every_job(ca
         with pytest.raises(ConfigError) as e:
             sweeper.check_jobs([["seed=0"], bad])
         assert all(w in str(e.value) for w in words)
+
+
+@pytest.mark.long
+@pytest.mark.parametrize("launcher", ["basic", "vectorized"])
+def test_ctrl_c_keeps_what_every_job_measured_and_the_summary(tmp_path, launcher):
+    """SIGINT mid-sweep: the jobs in flight end interrupted with what they measured, the later ones
+    are skipped (not started), the summary is written and marked partial, exit 130."""
+    sweep = tmp_path / "sweep"
+    args = ["-m", f"hydra/launcher={launcher}", "seed=0,1", "depth=2,3", "width=16", "batch_size=16",
+            "steps=400000", "chunks=4000", f"hydra.sweep.dir={sweep}"]
+    p = vgrun(args, tmp_path, wait=False)
+    started = (lambda: list(sweep.glob("*/summary.json"))) if launcher == "basic" else \
+        (lambda: (sweep / "multirun.yaml").exists())  # the vectorized launcher trains before any job folder
+    deadline = time.time() + 120
+    while time.time() < deadline and not started():
+        time.sleep(0.1)
+    time.sleep(3.0)  # into training
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 130, err
+    jobs = sorted(d for d in sweep.iterdir() if d.is_dir())
+    statuses = {d.name: summary(d)["status"] for d in jobs}
+    assert {"interrupted", "skipped"} <= set(statuses.values()) <= {"completed", "interrupted", "skipped"}, statuses
+    for d in jobs:
+        s = summary(d)
+        if s["status"] == "interrupted":
+            assert 0 < s["steps_done"] < 400000 and len(pd.read_parquet(d / "steps.parquet")) == s["steps_done"]
+        else:
+            assert "interrupted" in s["error"] and not (d / "steps.parquet").exists()
+    assert (sweep / "sweep_summary.md").read_text().startswith("**partial**")
+    assert len(pd.read_csv(sweep / "sweep_summary.csv")) == len(jobs)

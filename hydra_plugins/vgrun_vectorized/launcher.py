@@ -51,7 +51,7 @@ class VectorizedLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from vgrun.sweeps import vectorize
-        from vgrun.cli.main import console, to_config
+        from vgrun.cli.main import StopFlag, console, to_config
         from vgrun.sweeps.sweep import job_run_dir
 
         setup_globals()
@@ -69,7 +69,8 @@ class VectorizedLauncher(Launcher):
             except Exception:  # a bad job (ConfigError, ...) fails in run_job, on its own, as usual
                 cfg = None
             jobs.append((run_dir, cfg))
-        trained, counts = vectorize.prepare(jobs, self.max_members, console)
+        stop = StopFlag()  # Ctrl-C / SIGTERM: the group in flight ends interrupted, every job's folder says so
+        trained, counts = vectorize.prepare(jobs, self.max_members, console, should_stop=stop)
         log.info("Launching %d jobs (%d of them in %d vectorized groups)", counts["jobs"], counts["vectorized"],
                  counts["groups"])
         runs: List[JobReturn] = []

@@ -37,6 +37,7 @@ err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_FAILED = 1  # a run that raised, or a sweep with a failed job
+INTERRUPTED_SKIP = "the sweep was interrupted (SIGINT / SIGTERM) before this job started"
 PROGRAMS = ProgramCache(keep=4)  # this process's compiled programs: a sweep's later jobs reuse them
 
 
@@ -59,6 +60,7 @@ class StopFlag:
         if self.signum is not None:
             raise KeyboardInterrupt
         self.signum = signum
+        outcome().interrupted = True  # a sweep runs no later job (run_job) and marks its summary partial
 
     def __call__(self) -> bool:
         return self.signum is not None
@@ -108,7 +110,10 @@ def run_job(dcfg: DictConfig) -> int:
             bad_input(e)
         return _failed(job, e, None, bool(dcfg.get("fail_fast")))
     config = config_dict(cfg)
-    skip = job.skip_reason(config)
+    from vgrun.sweeps import vectorize
+
+    stopped = job.multirun and outcome().interrupted and not vectorize.waiting(job.run_dir)
+    skip = job.skip_reason(config) or (INTERRUPTED_SKIP if stopped else None)
     if skip:
         job.skipped(skip, config)
         console.print(f"skipped {job.run_dir.name}: {skip}", highlight=False)
@@ -222,7 +227,12 @@ def train_job(cfg: Config, run_dir: Path) -> int:
         console.print(summary_line(cfg, summary["pretrain"]), highlight=False, soft_wrap=True)
     if summary["status"] == "interrupted":
         err.print(f"interrupted after {summary['steps_done']} steps: partial run written to {run_dir}")
-        sys.exit(EXIT_INTERRUPTED)
+        outcome().interrupted = True
+        from vgrun.sweeps.job import Job
+
+        if not Job.current().multirun:
+            sys.exit(EXIT_INTERRUPTED)
+        return EXIT_INTERRUPTED  # a sweep goes on to write its summary, skipping the jobs not started
     return 0
 
 
@@ -376,6 +386,7 @@ def main() -> None:
     # set by SweepSummary after writing the summary, and by after_job or ClaimsCallback
     # (Hydra swallows a callback's exit)
     code = EXIT_FAILED if ended.failed_jobs or ended.claims_failed else 0
+    code = EXIT_INTERRUPTED if ended.interrupted else code
     if ended.lone_run or ended.ended_here:  # every file written, no worker or pool of ours left running
         _quick_exit(code)
     sys.exit(code)  # joblib's and submitit's launchers: their pools and workers shut down in order

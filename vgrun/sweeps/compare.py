@@ -7,15 +7,16 @@ from pathlib import Path
 from vgrun.io.table import group_table, swept_keys
 
 
-def report(console, frame, out: Path, title: str, by: list[str] | None = None) -> None:
-    """Print the table and write sweep_summary.csv/.md and the plots into `out`."""
+def report(console, frame, out: Path, title: str, by: list[str] | None = None, partial: bool = False) -> None:
+    """Print the table and write sweep_summary.csv/.md and the plots into `out`; partial: the sweep
+    was interrupted (said at the top of sweep_summary.md)."""
     from vgrun.viz import sweep as sweep_plots
     from vgrun.viz.table import print_table, write_tables
 
     out.mkdir(parents=True, exist_ok=True)
     swept = swept_keys(frame)
     shown = group_table(frame, by) if by else frame
-    write_tables(out, frame, shown if by else None, swept)
+    write_tables(out, frame, shown if by else None, swept, partial)
     print_table(console, shown, by or swept, title, frame)
     written = sweep_plots.draw(out, frame, by or swept, by=by)
     for why in unreadable(frame):

@@ -67,7 +67,7 @@ class Job:
 
     def skipped(self, reason: str, config: dict) -> None:
         """Record a job the sweep skipped because it stopped (fail_fast); a kept result is left as it is."""
-        if reason.startswith("fail_fast"):
+        if reason.startswith("fail_fast") or "interrupted" in reason:
             store.write_summary(self.run_dir, {"status": "skipped", "error": reason, "config": config})
 
     def failed(self, exc: BaseException, config: dict | None, fail_fast: bool) -> str:

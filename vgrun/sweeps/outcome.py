@@ -17,6 +17,7 @@ class Outcome:
     claims_failed: bool = False  # a preset's claim failed, or could not be judged
     ended_here: bool = False  # the sweep's jobs ran in this process or in pools it has shut down
     lone_run: bool = False  # a single run (not a sweep's job) finished
+    interrupted: bool = False  # SIGINT / SIGTERM: the sweep's later jobs are skipped, its summary marked partial
 
 
 OUTCOME: ContextVar[Outcome] = ContextVar("vgrun_outcome")

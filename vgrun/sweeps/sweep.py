@@ -239,5 +239,7 @@ class SweepSummary(Callback):
             console.print(f"sweep {folder}: no job wrote a summary")
             outcome().failed_jobs = True
             return
-        report(console, table, folder, title=f"sweep {folder}")
+        partial = outcome().interrupted
+        report(console, table, folder, title=f"sweep {folder}" + (" (partial: interrupted)" if partial else ""),
+               partial=partial)
         outcome().failed_jobs = bool((table["status"] == "failed").any())  # the CLI exits non-zero: a script sees it

@@ -43,6 +43,11 @@ def handing(trained: dict):
         TRAINED.reset(token)
 
 
+def waiting(run_dir) -> bool:
+    """Whether results were trained for this job folder in a vectorized group (take them with `take`)."""
+    return _key(run_dir) in TRAINED.get({})
+
+
 def take(run_dir):
     """The results trained for this job folder in a vectorized group, or None (train it here)."""
     return TRAINED.get({}).pop(_key(run_dir), None)
@@ -64,20 +69,24 @@ def groups(jobs: list) -> list[list]:
     return list(out.values())
 
 
-def train_group(members: list, max_members: int, trained: dict) -> None:
-    """members: [(run_dir, cfg)] of one signature: train them together, their results into `trained`."""
+def train_group(members: list, max_members: int, trained: dict, should_stop=lambda: False) -> None:
+    """members: [(run_dir, cfg)] of one signature: train them together, their results into `trained`.
+    should_stop() (SIGINT, SIGTERM): the part in flight ends interrupted after its chunk, with what it
+    measured; no later part starts."""
     import jax
 
     from vgrun.config import hyper
     from vgrun.training import loop as train
 
     for start in range(0, len(members), max_members):
+        if should_stop():
+            return
         part = members[start: start + max_members]
         cfg0 = part[0][1]
         t0 = time.perf_counter()
         keys = [jax.random.PRNGKey(c.seed) for _, c in part]
         try:
-            results = train.run_members(cfg0, [hyper.values(c) for _, c in part], keys=keys)
+            results = train.run_members(cfg0, [hyper.values(c) for _, c in part], keys=keys, should_stop=should_stop)
         except Exception as e:  # the jobs then run one by one, each failing (or not) on its own
             log.warning("vectorized group of %d failed (%s: %s); running its jobs one by one",
                         len(part), type(e).__name__, e)
@@ -87,10 +96,10 @@ def train_group(members: list, max_members: int, trained: dict) -> None:
             trained[_key(run_dir)] = ([res], timing)
 
 
-def prepare(job_configs: list, max_members: int, console=None) -> tuple[dict, dict]:
+def prepare(job_configs: list, max_members: int, console=None, should_stop=lambda: False) -> tuple[dict, dict]:
     """job_configs: [(run_dir, validated cfg or None)]: train every vectorizable group of
-    two or more jobs. Returns (the results by job folder, for `handing`; counts for the
-    log: jobs, groups, vectorized jobs)."""
+    two or more jobs (after should_stop(), none more). Returns (the results by job folder,
+    for `handing`; counts for the log: jobs, groups, vectorized jobs)."""
     from vgrun.training.backend import setup
     from vgrun.sweeps.job import Job
     from vgrun.io.store import config_dict
@@ -105,10 +114,12 @@ def prepare(job_configs: list, max_members: int, console=None) -> tuple[dict, di
     batches = [g for g in groups(todo) if len(g) > 1]
     trained: dict = {}
     for g in batches:
+        if should_stop():
+            break
         cfg = g[0][1]
         setup(cfg)  # its dtype (float64 or not) for this group; threads from the first call
         if console is not None:
             console.print(f"vectorized: {len(g)} jobs as one program "
                           f"({cfg.model.name} depth={cfg.depth} act={cfg.act}, {cfg.steps} steps)", highlight=False)
-        train_group(g, max_members, trained)
+        train_group(g, max_members, trained, should_stop)
     return trained, {"jobs": len(job_configs), "groups": len(batches), "vectorized": sum(len(g) for g in batches)}

@@ -86,13 +86,17 @@ def _markdown(shown, cols: list[str]) -> str:
     return "\n".join(lines)
 
 
-def write_tables(out: Path, frame, grouped, keys: list[str]) -> None:
-    """sweep_summary.csv (every run, every column) and sweep_summary.md (the printed table and the failures)."""
+def write_tables(out: Path, frame, grouped, keys: list[str], partial: bool = False) -> None:
+    """sweep_summary.csv (every run, every column) and sweep_summary.md (the printed table and the failures;
+    partial: headed as the table of an interrupted sweep)."""
     first = ["job", *keys, *RESULT_COLUMNS, "overrides", "run"]
     ordered = [c for c in dict.fromkeys(first) if c in frame.columns]
     csv = frame[ordered + [c for c in frame.columns if c not in ordered]]
     atomic_write(out / "sweep_summary.csv", lambda p: csv.to_csv(p, index=False))
     text = []
+    if partial:
+        text += ["**partial**: the sweep was interrupted; interrupted jobs hold what they measured, skipped ones "
+                 "did not start (`resume=` finishes them)", ""]
     if grouped is not None:
         text += ["## groups", "", _markdown(grouped, _columns(grouped, keys)), "", "## runs", ""]
     text.append(_markdown(frame, _columns(frame, swept_or_job(frame, grouped, keys))))
