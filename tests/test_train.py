@@ -91,6 +91,22 @@ def test_datasets_have_a_held_out_split(name):
     assert run(small(data=DataConfig(name=name))).status == "completed"
 
 
+@pytest.mark.parametrize("name", DATASETS)
+def test_inputs_standardized_and_scaled(name):
+    """data.inputs=standardize: zero mean and unit variance per feature over the training set (a
+    constant feature stays 0), the held-out set shifted and scaled by the same numbers; then input_scale."""
+    raw = datasets.load(DataConfig(name=name))
+    std = datasets.load(DataConfig(name=name, inputs="standardize", input_scale=3.0))
+    mean, sd = raw.x_train.mean(0), raw.x_train.std(0)
+    live = sd > 0
+    np.testing.assert_allclose(std.x_train.mean(0), 0, atol=1e-5)
+    np.testing.assert_allclose(std.x_train.std(0)[live], 3.0, rtol=1e-4)
+    assert (std.x_train[:, ~live] == 0).all()
+    expected = (raw.x_test - mean) / np.where(live, sd, 1.0) * 3.0
+    np.testing.assert_allclose(std.x_test, expected, rtol=1e-5, atol=1e-5)
+    assert std.x_train.dtype == raw.x_train.dtype and (std.y_train == raw.y_train).all()
+
+
 def test_clip_by_global_norm_bounds_the_update():
     cfg = small(act="linear", optimizer=OptimizerConfig(lr=1.0, clip_norm=1e-3), steps=10, chunks=1)
     r = run(cfg)

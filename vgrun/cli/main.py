@@ -244,7 +244,10 @@ def resumable(cfg: Config, run_dir: Path):
 
     if not cfg.resume or not stream.exists(run_dir):
         return None
-    if not _same(read_summary(run_dir).get("config", {}), store.config_dict(cfg)):
+    earlier = read_summary(run_dir)
+    if not _same(earlier.get("config", {}), store.config_dict(cfg)):
+        why = "its config differs" if earlier else "its summary.json cannot be read"
+        err.print(f"resume: {run_dir}: {why}; training from the start", highlight=False, soft_wrap=True)
         return None
     try:
         return stream.load(run_dir)

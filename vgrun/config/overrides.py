@@ -13,11 +13,11 @@ import typing
 from pathlib import Path
 
 from vgrun.config.schema import UNKNOWN, Config, ConfigError
-from vgrun.config.names import ACTS, DEVICES, DTYPES, NORMS
+from vgrun.config.names import ACTS, DEVICES, DTYPES, INPUTS, NORMS
 
 CONF = Path(__file__).parents[1] / "conf"  # vgrun/conf
 GROUPS = ("model", "init", "optimizer", "data", "pretrain", "experiment")  # config groups: chosen by file name
-NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES, "device": DEVICES}  # plain keys with a fixed set of names
+NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES, "device": DEVICES, "data.inputs": INPUTS}  # plain keys with a fixed set of names
 _NUMBER = {int: (int,), float: (int, float)}
 
 

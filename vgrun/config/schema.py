@@ -14,7 +14,7 @@ from typing import Any, List, Optional
 
 from vgrun.config.names import (ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RECURRENT, RNN_FORMS,
                          SCHEDULES, TASKS)
-from vgrun.config.names import DEVICES, GRADIENT_FREE, PRETRAIN, TASK_MIN_LEN
+from vgrun.config.names import DEVICES, GRADIENT_FREE, INPUTS, PRETRAIN, TASK_MIN_LEN
 
 
 UNKNOWN = object()  # the value of a key that does not exist
@@ -84,6 +84,9 @@ class DataConfig:
     noise: float = 0.1  # label / coordinate noise for synthetic tasks
     teacher_depth: int = 2  # teacher: hidden layers of the random tanh teacher
     teacher_width: int = 32
+    inputs: str = "raw"  # raw (as the dataset gives them: digits' pixels / 16 in [0, 1]) | standardize (each
+    # feature to zero mean and unit variance over the training set, the held-out set with the same shift and scale)
+    input_scale: float = 1.0  # then every input multiplied by this
 
 
 @dataclass
@@ -195,6 +198,12 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("init.std", cfg.init.std, "a number >= 0")
     if cfg.init.sigma_b < 0:
         raise ConfigError("init.sigma_b", cfg.init.sigma_b, "a number >= 0")
+    _choice("data.inputs", cfg.data.inputs, INPUTS)
+    _positive("data.input_scale", cfg.data.input_scale)
+    if cfg.data.name in TASKS and (cfg.data.inputs, cfg.data.input_scale) != ("raw", 1.0):
+        raise ConfigError("data.inputs" if cfg.data.inputs != "raw" else "data.input_scale",
+                          cfg.data.inputs if cfg.data.inputs != "raw" else cfg.data.input_scale,
+                          f"its default with data={cfg.data.name} (a sequence task's inputs are its symbols)")
     if not 0 < cfg.data.test_frac < 1:
         raise ConfigError("data.test_frac", cfg.data.test_frac, "a number in (0, 1)")
     recurrent, sequential = cfg.model.name in RECURRENT, cfg.data.name in TASKS
