@@ -68,8 +68,8 @@ def test_healthy_gradient_and_learned_is_healthy():
 
 
 def test_finite_but_not_learning_is_its_own_outcome():
-    """rnn_exploding_clipped's symptom on a feed-forward trace: healthy ratios, clipped and finite,
-    the loss rising from 2.6 to 3.5 against a baseline of 0.167."""
+    """The symptom of a clipped RNN that stays finite without learning (rho 3, clipped at 1: the loss
+    rose from 2.6 to 3.5 against a baseline of 0.167), on a feed-forward trace with healthy ratios."""
     d = diagnose(geometric(0.5, 20), np.linspace(2.6, 3.5, 200), baseline=0.167)
     assert d["verdict"] == "not learning"
     assert d["learning"]["outcome"] == "stalled" and d["learning"]["final_over_baseline"] > 20
