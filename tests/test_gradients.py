@@ -101,6 +101,34 @@ def test_delta_is_rms_of_per_example_dL_dz(act, model):
         assert np.isnan(trace.stream).all()  # no stream without skip connections
 
 
+def test_he2016_block_delta_and_stream_against_finite_differences():
+    """model.block=two: a = phi(h W1 + b1), h' = phi(h + alpha (a W2 + b2)); delta at every layer and
+    the stream at each block's input and output, against central differences of an independent pass."""
+    cfg, data = tiny_problem("tanh", "resmlp")
+    cfg.depth, cfg.model.block, cfg.model.res_scale = 5, "two", 0.7
+    trace, carry, x, y = first_step(cfg, data)
+    B, L, W = cfg.batch_size, cfg.depth, cfg.width
+    params, phi = carry.params, ACTIVATIONS[cfg.act].fn
+
+    def losses(dz, dh):
+        h = phi(x @ params["inp"]["w"] + params["inp"]["b"] + dz[0]) + dh[0]
+        for first in range(1, L, 2):
+            h = h + dh[first]  # the first layer's stream: the block's input
+            a = phi(h @ params["hid"]["w"][first - 1] + params["hid"]["b"][first - 1] + dz[first])
+            z = a @ params["hid"]["w"][first] + params["hid"]["b"][first] + dz[first + 1]
+            h = phi(h + cfg.model.res_scale * z) + dh[first + 1]
+        logits = h @ params["out"]["w"] + params["out"]["b"] + dz[L]
+        return optax.softmax_cross_entropy_with_integer_labels(logits, y)
+
+    zero_z = [jnp.zeros((B, W)) for _ in range(L)] + [jnp.zeros((B, 2))]
+    zero_h = [jnp.zeros((B, W)) for _ in range(L)]
+    net = models.mlp.make(cfg, 3, 2, jnp.float64, cfg.diagnosis.sat_tol)
+    np.testing.assert_allclose(losses(zero_z, zero_h), example_losses(net, params, carry.state, x, y, None),
+                               rtol=1e-12)
+    np.testing.assert_allclose(trace.delta, rms_fd(lambda dz: losses(dz, zero_h), zero_z, B), rtol=1e-6)
+    np.testing.assert_allclose(trace.stream[:L], rms_fd(lambda dh: losses(zero_z, dh), zero_h, B), rtol=1e-6)
+
+
 @pytest.mark.parametrize("act", ["tanh", "relu"])
 @pytest.mark.parametrize("depth", [4, 22])  # unrolled stack (norms taken afterwards), rolled (weights tapped)
 def test_weight_and_bias_gradient_norms(act, depth):

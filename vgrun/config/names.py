@@ -7,6 +7,7 @@ checks that these lists equal the keys of the registries that implement them.
 MODELS = ("mlp", "resmlp", "rnn", "lstm", "gru", "doya")
 RECURRENT = ("rnn", "lstm", "gru")
 RNN_FORMS = ("standard", "pascanu")
+BLOCKS = ("one", "two")  # resmlp: one layer per block, or He et al. 2016's two (model.block)
 REC_INITS = ("normal", "orthogonal", "identity")
 ACTS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "selu", "gelu", "silu", "softplus", "gcu", "linear", "hard_tanh")
 INIT_NAMES = ("standard", "xavier", "xavier_uniform", "he", "lecun", "orthogonal", "normal", "kumar", "yilmaz_poli")

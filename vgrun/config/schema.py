@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, is_dataclass
 from typing import Any, List, Optional
 
-from vgrun.config.names import (ACTS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RECURRENT, RNN_FORMS,
+from vgrun.config.names import (ACTS, BLOCKS, DATA, DTYPES, INIT_NAMES, MODELS, NORMS, OPTIMIZERS, REC_INITS, RECURRENT, RNN_FORMS,
                          SCHEDULES, TASKS)
 from vgrun.config.names import DEVICES, GRADIENT_FREE, INPUTS, PRETRAIN, TASK_MIN_LEN
 
@@ -35,6 +35,8 @@ class ConfigError(ValueError):
 class ModelConfig:
     name: str = "mlp"  # mlp | resmlp | rnn | lstm | gru | doya
     res_scale: float = 1.0  # resmlp block: h + res_scale * f(h)
+    block: str = "one"  # resmlp: one (h + res_scale phi(N(h W + b))) | two (He et al. 2016: two layers, the
+    # addition before the last activation: phi(h + res_scale N(phi(N(h W1 + b1)) W2 + b2)); depth odd)
     form: str = "standard"  # rnn: standard h_t = act(W h + U u + b) | pascanu x_t = W act(x) + U u + b
     rec_init: str = "normal"  # W_rec: normal (std rec_gain/sqrt(H)) | orthogonal | identity
     rec_gain: float = 1.0
@@ -180,6 +182,10 @@ def validate(cfg: Config) -> Config:
     _choice("norm", cfg.norm, NORMS)
     _choice("model.form", cfg.model.form, RNN_FORMS)
     _choice("model.rec_init", cfg.model.rec_init, REC_INITS)
+    _choice("model.block", cfg.model.block, BLOCKS)
+    if cfg.model.name == "resmlp" and cfg.model.block == "two" and cfg.depth % 2 == 0:
+        raise ConfigError("depth", cfg.depth, "an odd depth with model.block=two: the input layer and two layers per "
+                                              "block (He et al.'s 20 and 56 layers with the output: depth=19, 55)")
     _choice("optimizer", cfg.optimizer.name, OPTIMIZERS + GRADIENT_FREE)
     _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
     _choice("data", cfg.data.name, DATA)

@@ -23,7 +23,7 @@ DATA_KEYS = {
                 "inputs", "input_scale"),
 }
 MODEL_KEYS = {  # model keys each model reads
-    "mlp": ("name",), "resmlp": ("name", "res_scale"), "doya": ("name",),
+    "mlp": ("name",), "resmlp": ("name", "res_scale", "block"), "doya": ("name",),
     "rnn": ("name", "form", "rec_init", "rec_gain", "rec_radius", "rec_sigma_max"),
     "gru": ("name", "rec_init", "rec_gain", "rec_radius", "rec_sigma_max"),
     "lstm": ("name", "rec_init", "rec_gain", "rec_radius", "rec_sigma_max", "forget_bias"),

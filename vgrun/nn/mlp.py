@@ -5,6 +5,11 @@
     h_l = h_{l-1} + alpha * phi(N(h_{l-1} W_l + b_l))   resmlp, l = 1 .. depth-1
     y   = h_{depth-1} W_out + b_out
 
+With `model.block=two` a residual block is He et al. (2016)'s, two layers with the addition
+before the second activation: a = phi(N(h W_l + b_l)), h' = phi(h + alpha * N(a W_{l+1} + b_{l+1})),
+for l = 1, 3, .., depth-2 (depth odd); the stream is tapped at each block's output and, for
+the block's first layer, at its input (the previous block's output).
+
 N is the normalization (none, batchnorm, layernorm). Layers 1..depth-1 are stacked
 (`W: [depth-1, width, width]`) and applied with `lax.scan`. A rolled scan keeps compile
 time flat in depth but runs slower per step than straight-line code; full unrolling
@@ -46,6 +51,7 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
     act = ACTIVATIONS[cfg.act]
     depth, width, icfg, norm = cfg.depth, cfg.width, cfg.init, cfg.norm
     residual = cfg.model.name == "resmlp"
+    paired = residual and cfg.model.block == "two"  # He et al. 2016's two-layer block
     alpha = cfg.model.res_scale
     sat_level = sat_tol * act.peak
     unrolled = depth <= FULL_UNROLL_DEPTH  # training applies the hidden stack as straight-line code
@@ -102,9 +108,41 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
             h, st, s = layer(h, p, probe, st, residual)
             return h, (st, s)
 
+        def pair(tree):  # [depth - 1, ...] -> [blocks, 2, ...]
+            return jax.tree_util.tree_map(lambda v: v.reshape((v.shape[0] // 2, 2) + v.shape[1:]), tree)
+
+        def unpair(tree):
+            return jax.tree_util.tree_map(lambda v: v.reshape((v.shape[0] * 2,) + v.shape[2:]), tree)
+
+        def block(h, xs):  # phi(h + alpha * N(phi(N(h W1 + b1)) W2 + b2))
+            p, probe, st = xs
+            one = jax.tree_util.tree_map(lambda v: v[0], (p, probe, st))
+            two = jax.tree_util.tree_map(lambda v: v[1], (p, probe, st))
+            if one[1] is not None and "h" in one[1]:  # the first layer's stream: the block's input
+                h = tap(h, one[1]["h"])
+            a, st1, s1 = layer(h, one[0], None if one[1] is None else {k: v for k, v in one[1].items() if k != "h"},
+                               one[2], False)
+            z = linear(a, two[0], two[1])
+            z, st2 = normalize(norm, z, two[0], two[2], train, cfg.bn_momentum)
+            pre = h + alpha * z
+            out = act.fn(pre)
+            if two[1] is not None and "h" in two[1]:
+                out = tap(out, two[1]["h"])
+            s2 = ()
+            if stats:
+                saturated = jnp.all(jnp.abs(act.deriv(pre)) < sat_level, 0)
+                s2 = (jnp.sum(out), jnp.sum(out * out), jnp.sum(saturated.astype(out.dtype)), safe_norm(two[0]["w"]))
+            stack = lambda a, b: jax.tree_util.tree_map(lambda x, y: jnp.stack([x, y]), a, b)  # noqa: E731
+            return out, (stack(st1, st2), stack(s1, s2) if stats else ())
+
         # evaluation (train=False, once per chunk) is scanned rolled: it compiles faster; see benchmarks/README.md
         unroll = max(1, depth - 1) if train and unrolled and not rolled else 1
-        h, (st_hid, s_hid) = jax.lax.scan(body, h, (params["hid"], p_hid, state["hid"]), unroll=unroll)
+        if paired:
+            h, (st_hid, s_hid) = jax.lax.scan(block, h, pair((params["hid"], p_hid, state["hid"])),
+                                              unroll=max(1, unroll // 2))
+            st_hid, s_hid = unpair(st_hid), unpair(s_hid)
+        else:
+            h, (st_hid, s_hid) = jax.lax.scan(body, h, (params["hid"], p_hid, state["hid"]), unroll=unroll)
         y = linear(h, params["out"], p_out)
         measured = {}
         if stats:  # [depth] each: activation mean, std, saturated share; |W_l|
