@@ -101,6 +101,7 @@ def test_delta_is_rms_of_per_example_dL_dz(act, model):
         assert np.isnan(trace.stream).all()  # no stream without skip connections
 
 
+@pytest.mark.long  # eleven finite-difference programs; run by .ci/run after the fast suite
 def test_he2016_block_delta_and_stream_against_finite_differences():
     """model.block=two: a = phi(h W1 + b1), h' = phi(h + alpha (a W2 + b2)); delta at every layer and
     the stream at each block's input and output, against central differences of an independent pass."""

@@ -61,7 +61,7 @@ def jax_leaves(tree):
     return [np.asarray(v) for v in jax.tree_util.tree_leaves(tree)]
 
 
-@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("case", [pytest.param("mlp"), pytest.param("rnn, two seeds", marks=pytest.mark.long)])
 def test_a_run_killed_after_a_chunk_resumes_bit_identical(tmp_path, case):
     cfg = compose(CASES[case])
     hps, cache = [hyper.values(cfg)] * cfg.seeds, CACHE
