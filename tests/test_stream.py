@@ -19,7 +19,8 @@ from vgrun.training import loop
 from vgrun.training.cache import ProgramCache
 
 CASES = {
-    "mlp": ["depth=3", "width=8", "batch_size=16", "steps=40", "chunks=4", "act=tanh", "optimizer=adam"],
+    "mlp": ["depth=3", "width=8", "batch_size=16", "steps=40", "chunks=4", "act=tanh", "optimizer=adam",
+            "histograms=true"],
     "rnn, two seeds": ["model=rnn", "data=adding", "seq_len=6", "width=8", "batch_size=8", "steps=40", "chunks=4",
                        "seeds=2"],
 }
@@ -53,6 +54,9 @@ def same(a, b):
                                           err_msg=f)
         for x, y in zip(*(jax_leaves(r.carry) for r in (ra, rb))):
             np.testing.assert_array_equal(x, y)
+        assert (ra.histograms is None) == (rb.histograms is None)
+        for q in ra.histograms or {}:  # step 0 and every chunk's end, the resumed run's from the stream
+            np.testing.assert_array_equal(ra.histograms[q], rb.histograms[q], err_msg=q)
 
 
 def jax_leaves(tree):

@@ -69,14 +69,16 @@ class Stream:
 
         return last or self.state_bytes <= SMALL_STATE or time.monotonic() - self.state_at >= STATE_EVERY_S
 
-    def start(self, hist: dict | None) -> None:
+    def start(self, hist) -> None:
+        """The histograms at step 0 (a dict, or a Future of one), when there are any."""
         if hist is not None:
-            self._submit(_save, self.dir / "start.npz", {f"h/{k}": np.asarray(v) for k, v in hist.items()})
+            self._submit(lambda: _save(self.dir / "start.npz", {f"h/{k}": np.asarray(v) for k, v in
+                                                                _resolved(hist).items()}))
 
     def chunk(self, c: int, metrics: dict, traces, hist: dict | None, leaves: list | None, ends, status,
               tests) -> None:
-        """Chunk c's record; `traces` may be a Future (a recurrent chunk's spectra); `leaves` a host
-        copy of the training state, or None (not this chunk, see wants_state)."""
+        """Chunk c's record; `traces` and `hist` may be Futures (a recurrent chunk's spectra, the
+        histograms); `leaves` a host copy of the training state, or None (not this chunk, see wants_state)."""
         import time
 
         self._raise_failed()
@@ -85,7 +87,7 @@ class Stream:
         self._submit(self._write, c, metrics, traces, hist, leaves, list(ends), list(status), list(tests))
 
     def _write(self, c, metrics, traces, hist, leaves, ends, status, tests) -> None:
-        traces = traces.result() if isinstance(traces, Future) else traces
+        traces, hist = _resolved(traces), _resolved(hist)
         arrays = {f"m/{k}": np.asarray(v) for k, v in metrics.items()}
         arrays.update({f"t/{f}": np.asarray(getattr(traces, f)) for f in traces._fields})
         arrays["trace_kind"] = np.array(type(traces).__name__)
@@ -115,6 +117,10 @@ class Stream:
         self.pool.shutdown()
         if remove:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _resolved(x):
+    return x.result() if isinstance(x, Future) else x
 
 
 def exists(run_dir) -> bool:

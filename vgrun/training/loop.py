@@ -52,7 +52,9 @@ def compile_side_by_side(prog: Program, key, hp) -> list:
     """[init, chunk, evaluate, histogram or None] compiled side by side on the process's cores, longest first, and
     once across the processes that share the compilation cache (vgrun.training.compiling: two
     pinned sweep workers do not both compile the same chunk). The chunk is lowered from
-    the carry's shapes (no init run)."""
+    the carry's shapes (no init run). (Compiling the histogram program on a thread of its own
+    while training ran was tried: on this 2-core machine it slowed the training by more than
+    the compilation takes; benchmarks/README.md.)"""
     from vgrun.training.compiling import compile_all
 
     shapes = jax.eval_shape(prog.init_jit, key, hp)
@@ -152,11 +154,19 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
     # at the lowest priority: a host eig at normal priority stalled XLA's threads
     spectra = ThreadPoolExecutor(1, initializer=lowest_priority) if recurrent else None
     status, ends, tests, carries = ["completed"] * n, [prog.n_chunks] * n, [None] * n, [None] * n
+    # histograms on their own thread, of a copy of the carry (the next chunk donates it): the training
+    # never waits for the histogram program's compilation or its passes
+    snapshots = ThreadPoolExecutor(1, thread_name_prefix="vgrun-histograms") if histogram is not None else None
+
+    def snapshot(carry):
+        copy = jax.tree_util.tree_map(jnp.copy, carry)
+        return snapshots.submit(lambda: jax.device_get(histogram(copy, d)))
+
     if start is None:
         metrics, traces = [], []
-        hists = [] if histogram is None else [histogram(carry, d)]  # step 0, before the chunk donates the carry
+        hists = [] if histogram is None else [snapshot(carry)]  # step 0
         if record is not None:
-            record.start(jax.device_get(hists[0]) if hists else None)
+            record.start(hists[0] if hists else None)
     else:
         metrics, traces, hists = list(start.metrics), list(start.traces), list(start.hists if histogram else [])
         status, ends, tests = list(start.status), list(start.ends), list(start.tests)
@@ -166,7 +176,7 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
     for c in range(0 if start is None else start.chunks_done, prog.n_chunks):
         carry, (m, t) = chunk(carry, d)
         if histogram is not None:
-            hists.append(histogram(carry, d))
+            hists.append(snapshot(carry))
         m, t = jax.device_get((m, t))
         metrics.append(m)
         traces.append(spectra.submit(temporal.finish, t) if spectra else t)
@@ -186,14 +196,16 @@ def drive(prog, chunk, evaluate, carry, n: int, watch: tuple, every: int, recurr
             last = stop or c + 1 == prog.n_chunks or all(t is not None for t in tests)
             leaves = ([np.array(v, copy=True) for v in jax.device_get(jax.tree_util.tree_leaves(carry))]
                       if record.wants_state(last) else None)
-            record.chunk(c, m, traces[-1], jax.device_get(hists[-1]) if hists else None, leaves, ends, status, tests)
+            record.chunk(c, m, traces[-1], hists[-1] if hists else None, leaves, ends, status, tests)
         if stop or all(t is not None for t in tests):
             break
     if spectra:
         traces = [t.result() if hasattr(t, "result") else t for t in traces]
         spectra.shutdown()
+    hists = [h.result() if hasattr(h, "result") else h for h in hists]
+    if snapshots is not None:
+        snapshots.shutdown()
     train_s = time.perf_counter() - t0 - compile_s
-    hists = jax.device_get(hists)
 
     def result(i):
         ms = [member(m, i) for m in metrics[: ends[i]]]
