@@ -41,6 +41,7 @@ TABLE = [
     (["diagnosis.vanish_ratio=-1"], 2, ["diagnosis.vanish_ratio", "-1", "> 0"]),
     (["diagnosis.explode_ratio=0.001"], 2, ["diagnosis.explode_ratio", "0.001", "vanish_ratio"]),
     (["diagnosis.stall_frac=2"], 2, ["diagnosis.stall_frac", "2", "(0, 1]"]),
+    (["model=rnn", "data=adding", "lesion=true"], 2, ["lesion", "mlp or resmlp"]),
     (["data.inputs=whiten"], 2, ["data.inputs", "whiten", "raw", "standardize"]),
     (["data.input_scale=0"], 2, ["data.input_scale", "0", "> 0"]),
     (["model=rnn", "data=adding", "data.inputs=standardize"], 2, ["data.inputs", "standardize", "adding"]),

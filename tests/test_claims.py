@@ -166,6 +166,7 @@ def vgrun_cmd(args, cwd):
                           timeout=300)
 
 
+@pytest.mark.long  # a subprocess per claim outcome; the sweep's exit code stays in the fast suite
 def test_single_run_exit_code_follows_its_claims(tmp_path):
     bad = "expect=[{name: impossible, metric: status, op: '==', threshold: diverged}]"
     p = vgrun_cmd([*TINY, bad, f"hydra.run.dir={tmp_path}/run"], tmp_path)

@@ -2,6 +2,8 @@
 
 import json
 import subprocess
+
+import pytest
 import sys
 from pathlib import Path
 
@@ -38,6 +40,7 @@ print(json.dumps({**counts, "values": [[float(v) for v in o(x).ravel()] for o in
 """
 
 
+@pytest.mark.long  # two processes compiling side by side (7 s): run by .ci/run after the fast suite
 def test_two_processes_compile_each_program_once(tmp_path):
     """Started together on one cache, two processes compile 3 programs: 3 compilations in
     all (cache misses) and 3 loads (hits), where each compiling its own made 6."""

@@ -82,7 +82,8 @@ def rms_fd(f, zero, B):
     return np.array(out)
 
 
-@pytest.mark.parametrize("act,model", [("tanh", "mlp"), ("sigmoid", "mlp"), ("gcu", "resmlp")])
+@pytest.mark.parametrize("act,model", [("tanh", "mlp"), pytest.param("sigmoid", "mlp", marks=pytest.mark.long),
+                                       ("gcu", "resmlp")])
 def test_delta_is_rms_of_per_example_dL_dz(act, model):
     cfg, data = tiny_problem(act, model)
     trace, carry, x, y = first_step(cfg, data)
@@ -130,7 +131,7 @@ def test_he2016_block_delta_and_stream_against_finite_differences():
     np.testing.assert_allclose(trace.stream[:L], rms_fd(lambda dh: losses(zero_z, dh), zero_h, B), rtol=1e-6)
 
 
-@pytest.mark.parametrize("act", ["tanh", "relu"])
+@pytest.mark.parametrize("act", [pytest.param("tanh", marks=pytest.mark.long), "relu"])  # tanh: with -m long
 @pytest.mark.parametrize("depth", [4, 22])  # unrolled stack (norms taken afterwards), rolled (weights tapped)
 def test_weight_and_bias_gradient_norms(act, depth):
     cfg, data = tiny_problem(act)

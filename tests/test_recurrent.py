@@ -59,7 +59,9 @@ def reference_readout(params, top):
     return top[-1] @ params["out"]["w"] + params["out"]["b"]
 
 
-@pytest.mark.parametrize("kind,form,depth", [("rnn", "standard", 1), ("rnn", "pascanu", 2), ("lstm", "standard", 1),
+@pytest.mark.parametrize("kind,form,depth", [("rnn", "standard", 1),
+                                             pytest.param("rnn", "pascanu", 2, marks=pytest.mark.long),
+                                             pytest.param("lstm", "standard", 1, marks=pytest.mark.long),
                                              ("gru", "standard", 1)])
 def test_bptt_delta_per_time_step_matches_finite_differences(kind, form, depth):
     """The traced delta (measured inside the written-out reverse scan) against central
@@ -170,6 +172,7 @@ def test_identity_and_orthogonal_inits():
     np.testing.assert_allclose(q.T @ q, np.eye(8), atol=1e-12)
 
 
+@pytest.mark.long  # also claimed by +experiment=pascanu2013
 def test_vanishing_below_one_over_gamma_and_exploding_above():
     """tanh (gamma = 1): sigma_max(W_rec) < 1 bounds |dh_T/dh_t| by sigma_max^k: exponential decay."""
     def delta(**model):

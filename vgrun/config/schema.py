@@ -155,6 +155,8 @@ class Config:
     chunks: int = 20  # the run is scanned in chunks: progress, Ctrl-C and held-out metrics between chunks
     histograms: bool = False  # feed-forward: log10-magnitude histograms of W, dL/dW, delta per layer at step 0 and
     # each chunk's end (histograms.parquet, histograms.png); off by default: its program costs ~1.7 s of compiling
+    lesion: bool = False  # mlp / resmlp: after training, the held-out accuracy with each hidden layer (block) deleted
+    # in turn (vgrun/science/lesion.py; summary.json's `lesion`)
     bn_momentum: float = 0.9  # batchnorm running statistics
     threads: int = 1  # XLA CPU threads; 1 is fastest for small nets (see README)
     device: str = "auto"  # auto (JAX's default backend) | cpu | gpu
@@ -223,6 +225,9 @@ def validate(cfg: Config) -> Config:
     if not 0 <= cfg.bn_momentum < 1:
         raise ConfigError("bn_momentum", cfg.bn_momentum, "a number in [0, 1)")
     _validate_diagnosis(cfg.diagnosis)
+    if cfg.lesion and (cfg.model.name not in ("mlp", "resmlp") or cfg.depth < 2 or cfg.seeds > 1):
+        raise ConfigError("lesion", True, "false, or model=mlp or resmlp with depth >= 2 and seeds=1 (it deletes "
+                                          "hidden layers of one trained network)")
     _validate_memory(cfg)
     if cfg.model.name == "doya":
         _validate_doya_alone(cfg)

@@ -87,6 +87,10 @@ def write(cfg, results: list, run_dir: Path, summary: dict, recurrent: bool):
                    diagnosis=_diagnosis(cfg, med, recurrent, final))
     if spread is not None:
         summary["final_range"] = spread
+    if getattr(cfg, "lesion", False) and results[0].carry is not None and med.status == "completed":
+        from vgrun.science import lesion
+
+        summary["lesion"] = lesion.measure(cfg, results[0])
     pretrain = results[0].pretrain
     if pretrain is not None:  # vgrun/pretrain.py: the pretraining phase's numbers
         from vgrun.training import pretrain as pre

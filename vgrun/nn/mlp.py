@@ -74,7 +74,10 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
                 state[name] = (jnp.zeros(lead + (width,), dtype), jnp.ones(lead + (width,), dtype))
         return params, state
 
-    def apply(params, state, x, probes=None, train=True, stats=False, rolled=False):
+    def apply(params, state, x, probes=None, train=True, stats=False, rolled=False, keep=None):
+        """keep: [depth - 1] ones and zeros over the hidden stack (layers 1 .. depth-1): a zero deletes that
+        layer (its input passes on unchanged; with model.block=two, a block whose second layer's keep is 0).
+        For lesion studies (vgrun.science.lesion); None: every layer."""
         def linear(h, p, probe):
             if probe is None:
                 return h @ p["w"] + p["b"]
@@ -104,9 +107,11 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
         h, st_in, s_in = layer(x, params["inp"], p_in, state["inp"], False)
 
         def body(h, xs):
-            p, probe, st = xs
-            h, st, s = layer(h, p, probe, st, residual)
-            return h, (st, s)
+            p, probe, st, k = xs
+            out, st, s = layer(h, p, probe, st, residual)
+            if k is not None:
+                out = k * out + (1 - k) * h
+            return out, (st, s)
 
         def pair(tree):  # [depth - 1, ...] -> [blocks, 2, ...]
             return jax.tree_util.tree_map(lambda v: v.reshape((v.shape[0] // 2, 2) + v.shape[1:]), tree)
@@ -115,7 +120,8 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
             return jax.tree_util.tree_map(lambda v: v.reshape((v.shape[0] * 2,) + v.shape[2:]), tree)
 
         def block(h, xs):  # phi(h + alpha * N(phi(N(h W1 + b1)) W2 + b2))
-            p, probe, st = xs
+            p, probe, st, k = xs
+            h_in = h
             one = jax.tree_util.tree_map(lambda v: v[0], (p, probe, st))
             two = jax.tree_util.tree_map(lambda v: v[1], (p, probe, st))
             if one[1] is not None and "h" in one[1]:  # the first layer's stream: the block's input
@@ -126,6 +132,8 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
             z, st2 = normalize(norm, z, two[0], two[2], train, cfg.bn_momentum)
             pre = h + alpha * z
             out = act.fn(pre)
+            if k is not None:
+                out = k[1] * out + (1 - k[1]) * h_in
             if two[1] is not None and "h" in two[1]:
                 out = tap(out, two[1]["h"])
             s2 = ()
@@ -138,11 +146,11 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
         # evaluation (train=False, once per chunk) is scanned rolled: it compiles faster; see benchmarks/README.md
         unroll = max(1, depth - 1) if train and unrolled and not rolled else 1
         if paired:
-            h, (st_hid, s_hid) = jax.lax.scan(block, h, pair((params["hid"], p_hid, state["hid"])),
+            h, (st_hid, s_hid) = jax.lax.scan(block, h, pair((params["hid"], p_hid, state["hid"], keep)),
                                               unroll=max(1, unroll // 2))
             st_hid, s_hid = unpair(st_hid), unpair(s_hid)
         else:
-            h, (st_hid, s_hid) = jax.lax.scan(body, h, (params["hid"], p_hid, state["hid"]), unroll=unroll)
+            h, (st_hid, s_hid) = jax.lax.scan(body, h, (params["hid"], p_hid, state["hid"], keep), unroll=unroll)
         y = linear(h, params["out"], p_out)
         measured = {}
         if stats:  # [depth] each: activation mean, std, saturated share; |W_l|

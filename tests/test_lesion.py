@@ -1,0 +1,34 @@
+"""The lesion study's deletions (vgrun.science.lesion): a deleted plain layer is the network
+without that layer; keeping every layer is the network as it is."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vgrun.config.schema import Config
+from vgrun.data.problem import make as make_problem
+from vgrun.nn import make_model
+
+
+def test_deleting_a_plain_layer_equals_the_network_without_it():
+    cfg = Config(depth=4, width=8, act="tanh", norm="batchnorm")
+    problem = make_problem(cfg, jnp.float32)
+    model = make_model(cfg, problem)
+    params, state = model.init(jax.random.PRNGKey(0))
+    params = jax.tree_util.tree_map(lambda v: v + 0.1 * jax.random.normal(jax.random.PRNGKey(1), v.shape), params)
+    state = {"inp": state["inp"], "hid": (state["hid"][0] + 0.3, state["hid"][1] * 2.0)}  # running stats in use
+    x = problem.arrays["x_test"][:16]
+    whole, _, _ = model.apply(params, state, x, train=False)
+    kept, _, _ = model.apply(params, state, x, train=False, keep=jnp.ones(3))
+    np.testing.assert_array_equal(whole, kept)
+    for u in range(3):
+        keep = jnp.ones(3).at[u].set(0.0)
+        lesioned, _, _ = model.apply(params, state, x, train=False, keep=keep)
+        drop = lambda v: jnp.delete(v, u, axis=0)  # noqa: E731
+        smaller = make_model(dataclasses.replace(cfg, depth=3), problem)
+        p = {**params, "hid": jax.tree_util.tree_map(drop, params["hid"])}
+        s = {"inp": state["inp"], "hid": jax.tree_util.tree_map(drop, state["hid"])}
+        without, _, _ = smaller.apply(p, s, x, train=False)
+        np.testing.assert_allclose(lesioned, without, rtol=1e-5, atol=1e-6)
