@@ -124,7 +124,15 @@ def test_resume_needs_a_run_that_stopped(tmp_path):
         resume_run([f"resume={run}", "depth=4"])
     (run / "partial").mkdir()
     (run / "partial" / "state.npz").write_bytes(b"")
-    assert resume_run([f"resume={run}"]) == ["depth=3", f"hydra.run.dir={run}", f"resume={run}"]
+    assert resume_run([f"resume={run}"]) == ["depth=3", f"hydra.run.dir='{run}'", f"resume='{run}'"]
+    job = tmp_path / "act=relu,depth=3"  # a sweep job's folder: its name must reach Hydra as one value
+    job.mkdir()
+    for f in ("summary.json", ".hydra", "partial"):
+        (run / f).rename(job / f)
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(resume_run([f"resume={job}"]))
+    assert [o.value() for o in parsed[1:]] == [str(job), str(job)]
     assert resume_run(["-m", f"resume={run}"]) == ["-m", f"resume={run}"]  # a sweep's: checked elsewhere
 
 

@@ -363,7 +363,8 @@ def resume_run(args: list[str]) -> list[str]:
 
     own = [str(o) for o in OmegaConf.load(folder / ".hydra" / "overrides.yaml")]
     own = [o for o in own if not o.startswith(("resume=", "hydra.run.dir="))]
-    return [*own, f"hydra.run.dir={folder}", f"resume={folder}"]
+    quoted = "'" + str(folder).replace("\\", "\\\\").replace("'", "\\'") + "'"  # a sweep job's name holds , and =
+    return [*own, f"hydra.run.dir={quoted}", f"resume={quoted}"]
 
 
 def main() -> None:
