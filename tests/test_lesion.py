@@ -32,3 +32,29 @@ def test_deleting_a_plain_layer_equals_the_network_without_it():
         s = {"inp": state["inp"], "hid": jax.tree_util.tree_map(drop, state["hid"])}
         without, _, _ = smaller.apply(p, s, x, train=False)
         np.testing.assert_allclose(lesioned, without, rtol=1e-5, atol=1e-6)
+
+
+def test_a_route_changes_the_backward_pass_only():
+    """route (model.block=two): the forward pass is the network's whatever the route; the gradient with
+    every block as built is the ordinary one; through the skips only it differs from through the branches."""
+    cfg = Config(depth=5, width=8, act="relu", norm="batchnorm")
+    cfg.model.name, cfg.model.block = "resmlp", "two"
+    problem = make_problem(cfg, jnp.float32)
+    model = make_model(cfg, problem)
+    params, state = model.init(jax.random.PRNGKey(0))
+    x, y = problem.arrays["x_test"][:16], problem.arrays["y_test"][:16]
+
+    def out(route):
+        return model.apply(params, state, x, train=False, route=route)[0]
+
+    def grad_h0(route):  # d (sum of logits) / d h_0, h_0 the input layer's output, via a zero perturbation
+        def f(e):
+            p = {**params, "inp": {**params["inp"], "b": params["inp"]["b"] + e}}
+            return model.apply(p, state, x, train=False, route=route)[0].sum()
+        return jax.grad(f)(jnp.zeros(8))
+
+    built, skips = jnp.zeros(2, jnp.int32), jnp.full(2, 2, jnp.int32)
+    for r in (built, skips, jnp.ones(2, jnp.int32), jnp.array([1, 2], jnp.int32)):
+        np.testing.assert_array_equal(out(r), out(None))
+    np.testing.assert_allclose(grad_h0(built), grad_h0(None), rtol=1e-6)
+    assert not np.allclose(grad_h0(skips), grad_h0(jnp.ones(2, jnp.int32)))

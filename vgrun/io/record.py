@@ -91,6 +91,8 @@ def write(cfg, results: list, run_dir: Path, summary: dict, recurrent: bool):
         from vgrun.science import lesion
 
         summary["lesion"] = lesion.measure(cfg, results[0])
+        if (paths := lesion.paths(cfg, results[0])) is not None:
+            summary["paths"] = paths
     pretrain = results[0].pretrain
     if pretrain is not None:  # vgrun/pretrain.py: the pretraining phase's numbers
         from vgrun.training import pretrain as pre

@@ -74,10 +74,12 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
                 state[name] = (jnp.zeros(lead + (width,), dtype), jnp.ones(lead + (width,), dtype))
         return params, state
 
-    def apply(params, state, x, probes=None, train=True, stats=False, rolled=False, keep=None):
+    def apply(params, state, x, probes=None, train=True, stats=False, rolled=False, keep=None, route=None):
         """keep: [depth - 1] ones and zeros over the hidden stack (layers 1 .. depth-1): a zero deletes that
         layer (its input passes on unchanged; with model.block=two, a block whose second layer's keep is 0).
-        For lesion studies (vgrun.science.lesion); None: every layer."""
+        route (model.block=two): [blocks] of 0 (as built), 1 (the backward pass goes through the block's
+        branch only) or 2 (through its skip connection only); the forward pass is unchanged. Both for
+        lesion and path studies (vgrun.science.lesion); None: every layer, every path."""
         def linear(h, p, probe):
             if probe is None:
                 return h @ p["w"] + p["b"]
@@ -120,7 +122,7 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
             return jax.tree_util.tree_map(lambda v: v.reshape((v.shape[0] * 2,) + v.shape[2:]), tree)
 
         def block(h, xs):  # phi(h + alpha * N(phi(N(h W1 + b1)) W2 + b2))
-            p, probe, st, k = xs
+            p, probe, st, k, r = xs
             h_in = h
             one = jax.tree_util.tree_map(lambda v: v[0], (p, probe, st))
             two = jax.tree_util.tree_map(lambda v: v[1], (p, probe, st))
@@ -130,7 +132,11 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
                                one[2], False)
             z = linear(a, two[0], two[1])
             z, st2 = normalize(norm, z, two[0], two[2], train, cfg.bn_momentum)
-            pre = h + alpha * z
+            skip = h
+            if r is not None:  # the gradient through the branch only (1) or the skip only (2)
+                skip = jnp.where(r == 1, jax.lax.stop_gradient(h), h)
+                z = jnp.where(r == 2, jax.lax.stop_gradient(z), z)
+            pre = skip + alpha * z
             out = act.fn(pre)
             if k is not None:
                 out = k[1] * out + (1 - k[1]) * h_in
@@ -146,7 +152,7 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
         # evaluation (train=False, once per chunk) is scanned rolled: it compiles faster; see benchmarks/README.md
         unroll = max(1, depth - 1) if train and unrolled and not rolled else 1
         if paired:
-            h, (st_hid, s_hid) = jax.lax.scan(block, h, pair((params["hid"], p_hid, state["hid"], keep)),
+            h, (st_hid, s_hid) = jax.lax.scan(block, h, (*pair((params["hid"], p_hid, state["hid"], keep)), route),
                                               unroll=max(1, unroll // 2))
             st_hid, s_hid = unpair(st_hid), unpair(s_hid)
         else:
