@@ -226,7 +226,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
 
         console.print(summary_line(cfg, summary["pretrain"]), highlight=False, soft_wrap=True)
     if summary["status"] == "interrupted":
-        err.print(f"interrupted after {summary['steps_done']} steps: partial run written to {run_dir}")
+        err.print(f"interrupted after {summary['steps_done']} steps: partial run written to {run_dir}", soft_wrap=True)
         outcome().interrupted = True
         from vgrun.sweeps.job import Job
 
@@ -285,7 +285,7 @@ def run_doya(cfg: Config, run_dir: Path, t_start: float, stop=lambda: False) -> 
                    timing={"wall_s": time.perf_counter() - t_start})
     store.write_summary(run_dir, summary)
     console.print(Panel("\n".join(doya.summary_lines(result)), title=f"doya w={cfg.doya.w}", title_align="left"))
-    console.print(f"files: [bold]{run_dir}[/] (summary.json, doya.png)")
+    console.print(f"files: [bold]{run_dir}[/] (summary.json, doya.png)", soft_wrap=True)  # the path stays whole
     return 0
 
 

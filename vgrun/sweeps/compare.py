@@ -22,7 +22,7 @@ def report(console, frame, out: Path, title: str, by: list[str] | None = None, p
     for why in unreadable(frame):
         console.print(f"[bold yellow]skipped:[/] {why}", highlight=False, soft_wrap=True)
     console.print(f"files: [bold]{out}[/] (sweep_summary.csv, sweep_summary.md"
-                  + "".join(f", {p.name}" for p in written) + ")", highlight=False)
+                  + "".join(f", {p.name}" for p in written) + ")", highlight=False, soft_wrap=True)  # paths stay whole
 
 
 def unreadable(frame) -> list[str]:

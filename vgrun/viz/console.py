@@ -133,7 +133,7 @@ def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: 
     files = "summary.json, report.txt, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent \
         else "summary.json, report.txt, traces.parquet, steps.parquet, gradient_flow.png" + (
             ", histograms.parquet, histograms.png" if cfg.histograms else "")
-    console.print(f"files: [bold]{run_dir}[/] ({files})")
+    console.print(f"files: [bold]{run_dir}[/] ({files})", soft_wrap=True)  # piped: the path stays whole
 
 
 def time_table(cfg, traces) -> Table:
