@@ -80,6 +80,7 @@ def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator
 
     delta, gw = np.asarray(traces.delta, np.float64), np.asarray(traces.grad_w, np.float64)
     n_steps, n_layers = delta.shape
@@ -94,9 +95,13 @@ def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
             ax.semilogy(layers, y, "o-", ms=3, color=c, label=f"step {i * every}")
             if band is not None:
                 ax.fill_between(layers, band[0][j], band[1][j], color=c, alpha=0.2, lw=0)
-        ax.set_xlabel("layer (0 = first hidden, last = output)")
+        ax.set_xlabel("layer (0 = first hidden)")
         ax.set_ylabel(name)
         log_grid(ax)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
+        ax.axvline(n_layers - 1, color="0.6", ls=":", lw=1)
+        ax.annotate("output", xy=(n_layers - 1, 0.98), xycoords=("data", "axes fraction"), ha="right", va="top",
+                    fontsize=8, color="0.35", rotation=90)
     axes[0].legend(fontsize=8)
     positive = delta[np.isfinite(delta) & (delta > 0)]
     if positive.size:
@@ -111,7 +116,8 @@ def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
         )
         fig.colorbar(im, ax=axes[2], label="|delta_l|").ax.minorticks_off()
     axes[2].set_xlabel("step")
-    axes[2].set_ylabel("layer")
+    axes[2].set_ylabel("layer (top row: output)")
+    axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
     _finish(plt, fig, path, title, spread)
 
 
