@@ -12,6 +12,7 @@ sweep leaves no folder behind.
 """
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
@@ -41,7 +42,7 @@ class VgrunSweeper(BasicSweeper):
         first one runs, whatever the launcher and batch size; a rejected sweep leaves no folder."""
         from hydra.core.override_parser.overrides_parser import OverridesParser
 
-        from vgrun.cli.main import bad_input
+        from vgrun.cli.main import bad_input, discard_unused
         from vgrun.config.schema import ConfigError
 
         params = self._parse_config() + list(arguments)
@@ -50,7 +51,8 @@ class VgrunSweeper(BasicSweeper):
         try:
             self.check_jobs(jobs)
         except ConfigError as e:  # a swept value out of range: the command line's one-line error
-            _remove_fresh(self.config)
+            if self.config.get("resume") in (None, ""):  # a fresh sweep's folder, nothing in it yet: gone
+                discard_unused(Path(str(self.config.hydra.sweep.dir)), made=("multirun.yaml", ".lock"))
             bad_input(e)
         return super().sweep(arguments)
 
@@ -82,19 +84,3 @@ class VgrunSweeper(BasicSweeper):
     def validate_batch_is_legal(self, batch: Sequence[Sequence[str]]) -> None:
         """Nothing left to check: `sweep` checked every job before the first batch."""
 
-
-def _remove_fresh(config) -> None:
-    """The sweep's folder, when this command made it and nothing is in it yet."""
-    from pathlib import Path
-
-    if config.get("resume") not in (None, ""):
-        return
-    folder = Path(str(config.hydra.sweep.dir))
-    if folder.is_dir() and not any(p.name not in ("multirun.yaml", ".lock") for p in folder.iterdir()):
-        for p in folder.iterdir():
-            p.unlink()
-        folder.rmdir()
-        try:  # its dated parent too, when empty (outputs/multirun/<date>)
-            folder.parent.rmdir()
-        except OSError:
-            pass

@@ -10,7 +10,6 @@ import atexit
 import os
 import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -37,7 +36,6 @@ err = Console(stderr=True)
 EXIT_BAD_INPUT = 2
 EXIT_INTERRUPTED = 130
 EXIT_FAILED = 1  # a run that raised, or a sweep with a failed job
-INTERRUPTED_SKIP = "the sweep was interrupted (SIGINT / SIGTERM) before this job started"
 PROGRAMS = ProgramCache(keep=4)  # this process's compiled programs: a sweep's later jobs reuse them
 
 
@@ -72,13 +70,14 @@ def bad_input(e: ConfigError) -> None:
     sys.exit(EXIT_BAD_INPUT)
 
 
-def discard_unused(run_dir: Path) -> None:
-    """A rejected run's folder, made by Hydra and holding only Hydra's files (.hydra/, cli.log): removed,
-    with its dated parent when that is left empty. A folder holding anything else is left alone."""
+def discard_unused(run_dir: Path, made: tuple = (".hydra", "cli.log")) -> None:
+    """A rejected command's folder, holding only the files it made itself (a run's: Hydra's .hydra/ and
+    cli.log; a sweep's: multirun.yaml, .lock): removed, with its dated parent when that is left empty.
+    A folder holding anything else is left alone."""
     import shutil
 
     run_dir = Path(run_dir)
-    if not run_dir.is_dir() or any(p.name not in (".hydra", "cli.log") for p in run_dir.iterdir()):
+    if not run_dir.is_dir() or any(p.name not in made for p in run_dir.iterdir()):
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     try:
@@ -111,6 +110,7 @@ def run_job(dcfg: DictConfig) -> int:
         return _failed(job, e, None, bool(dcfg.get("fail_fast")))
     config = config_dict(cfg)
     from vgrun.sweeps import vectorize
+    from vgrun.sweeps.job import INTERRUPTED_SKIP
 
     stopped = job.multirun and outcome().interrupted and not vectorize.waiting(job.run_dir)
     skip = job.skip_reason(config) or (INTERRUPTED_SKIP if stopped else None)
@@ -192,9 +192,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
                                 info=f"loss {m['loss'][-1]:.4f}")
 
             if start is not None:  # the steps the earlier run finished
-                progress.update(task, description="resuming",
-                                completed=sum(len(m["loss"][-1] if m["loss"].ndim > 1 else m["loss"])
-                                              for m in start.metrics))
+                progress.update(task, description="resuming", completed=sum(m["loss"].shape[-1] for m in start.metrics))
             try:
                 results = train.run_members(cfg, [hyper.values(cfg)] * cfg.seeds, on_chunk=on_chunk, should_stop=stop,
                                             cache=PROGRAMS, record=writer, start=start)
@@ -343,7 +341,9 @@ def resume_run(args: list[str]) -> list[str]:
     the last chunk it streamed (vgrun.io.stream). Raises ConfigError for a folder that cannot be resumed."""
     from vgrun.io import stream
 
-    if any(a in ("-m", "--multirun") for a in args):
+    from vgrun.config.overrides import is_multirun
+
+    if is_multirun(args):
         return args
     given = [a for a in args if a.startswith("resume=") and a != "resume=null"]
     if not given:

@@ -17,8 +17,14 @@ from vgrun.config.names import ACTS, DEVICES, DTYPES, INPUTS, NORMS
 
 CONF = Path(__file__).parents[1] / "conf"  # vgrun/conf
 GROUPS = ("model", "init", "optimizer", "data", "pretrain", "experiment")  # config groups: chosen by file name
-NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES, "device": DEVICES, "data.inputs": INPUTS}  # plain keys with a fixed set of names
+# plain keys with a fixed set of names
+NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES, "device": DEVICES, "data.inputs": INPUTS}
 _NUMBER = {int: (int,), float: (int, float)}
+
+
+def is_multirun(args: list[str]) -> bool:
+    """Whether a command line runs a sweep (-m / --multirun)."""
+    return any(a in ("-m", "--multirun") for a in args)
 
 
 def group_options(group: str) -> list[str]:
@@ -132,7 +138,7 @@ def _values(o, key: str) -> list:
 
 def check(args: list[str]) -> None:
     """Raise ConfigError for the first bad override among command-line `args`."""
-    multirun = any(a in ("-m", "--multirun") for a in args)
+    multirun = is_multirun(args)
     for o in _parse([a for a in args if "=" in a and not a.startswith("-")]):
         key = o.key_or_group
         if key == "hydra/launcher" and str(o.value()) not in launchers():

@@ -153,15 +153,11 @@ def find_runs(paths) -> list[Path]:
 
 
 def intact(run_dir, tables=("traces", "steps")) -> str | None:
-    """Why a finished run's files are not whole (its summary or a table unreadable), or None: the
-    Parquet footers are read, not the data."""
+    """Why a finished run's tables are not whole (missing or unreadable), or None: the Parquet
+    footers are read, not the data. (Its summary the caller has read already.)"""
     import pyarrow.parquet as pq
 
     run_dir = Path(run_dir)
-    try:
-        load_summary(run_dir)
-    except (OSError, Unreadable) as e:
-        return str(e)
     for name in tables:
         file = run_dir / f"{name}.parquet"
         if not file.exists():

@@ -128,7 +128,7 @@ def make(cfg, d_in: int, d_out: int, dtype, sat_tol: float) -> Model:
             two = jax.tree_util.tree_map(lambda v: v[1], (p, probe, st))
             if one[1] is not None and "h" in one[1]:  # the first layer's stream: the block's input
                 h = tap(h, one[1]["h"])
-            a, st1, s1 = layer(h, one[0], None if one[1] is None else {k: v for k, v in one[1].items() if k != "h"},
+            a, st1, s1 = layer(h, one[0], None if one[1] is None else {n: v for n, v in one[1].items() if n != "h"},
                                one[2], False)
             z = linear(a, two[0], two[1])
             z, st2 = normalize(norm, z, two[0], two[2], train, cfg.bn_momentum)

@@ -17,6 +17,7 @@ from pathlib import Path
 from vgrun.config.names import STEERING
 from vgrun.io import store
 
+INTERRUPTED_SKIP = "the sweep was interrupted (SIGINT / SIGTERM) before this job started"
 RESULTS = ("completed", "diverged")  # statuses a resumed sweep keeps: a diverged run is a result
 STOP = ".vgrun_stop"  # fail_fast marker in the sweep folder: holds the failed job's folder
 
@@ -66,8 +67,9 @@ class Job:
         return None
 
     def skipped(self, reason: str, config: dict) -> None:
-        """Record a job the sweep skipped because it stopped (fail_fast); a kept result is left as it is."""
-        if reason.startswith("fail_fast") or "interrupted" in reason:
+        """Record a job the sweep skipped because it stopped (fail_fast, or interrupted); a kept result
+        is left as it is."""
+        if reason.startswith("fail_fast") or reason == INTERRUPTED_SKIP:
             store.write_summary(self.run_dir, {"status": "skipped", "error": reason, "config": config})
 
     def failed(self, exc: BaseException, config: dict | None, fail_fast: bool) -> str:

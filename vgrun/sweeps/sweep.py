@@ -26,6 +26,7 @@ from pathlib import Path
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig, OmegaConf
 
+from vgrun.config.overrides import is_multirun
 from vgrun.config.schema import ConfigError
 from vgrun.sweeps.job import STOP
 from vgrun.sweeps.outcome import outcome
@@ -75,7 +76,7 @@ def register_resolvers() -> None:
 def check_args(args: list[str]) -> None:
     """resume= names a sweep folder with -m (a run folder without: vgrun.cli.main.resume_run); one clear line
     before Hydra starts."""
-    multirun = any(a in ("-m", "--multirun") for a in args)
+    multirun = is_multirun(args)
     for a in args:
         if a.startswith("resume=") and a != "resume=null":
             value = a.split("=", 1)[1]
@@ -94,16 +95,16 @@ def check_args(args: list[str]) -> None:
                                   "vectorized, joblib")
 
 
-def output_folder(args: list[str]) -> Path:
-    """Where this command will write: resume=, hydra.sweep.dir= or hydra.run.dir= up to its first
-    interpolation, else ./outputs."""
-    multirun = any(a in ("-m", "--multirun") for a in args)
+def output_folder(args: list[str]) -> tuple[str, Path]:
+    """Where this command will write, and the key that said so: resume=, hydra.sweep.dir= or
+    hydra.run.dir= up to its first interpolation, else ./outputs."""
+    multirun = is_multirun(args)
     keys = ("resume", "hydra.sweep.dir") if multirun else ("hydra.run.dir",)
     for a in args:
         key, _, value = a.partition("=")
         if key in keys and value not in ("", "null"):
-            return Path(value.split("${")[0] or ".")
-    return Path("outputs")
+            return key, Path(value.split("${")[0] or ".")
+    return "the output folder", Path("outputs")
 
 
 FREE_BYTES_NEEDED = 4 << 20  # a default run writes ~1 MB; less free than this is a full disk
@@ -117,12 +118,10 @@ def check_output(args: list[str]) -> None:
     import shutil
     import tempfile
 
-    target = output_folder(args)
+    key, target = output_folder(args)
     existing = Path(os.path.abspath(target))
     while not existing.exists() and existing != existing.parent:
         existing = existing.parent
-    key = next((a.split("=", 1)[0] for a in args if a.startswith(("resume=", "hydra.sweep.dir=", "hydra.run.dir="))),
-               "the output folder")
     if not existing.is_dir():
         raise ConfigError(key, str(target), f"a folder vgrun can write ({existing} is not a folder)")
     try:
@@ -184,8 +183,8 @@ def lock(folder: Path) -> None:
             if holder.get("pid") == os.getpid() or not holder or store._gone(holder):
                 path.unlink(missing_ok=True)  # ours already (a second callback), half-written, or stale
                 continue
-            raise ConfigError("resume", str(folder), "a sweep folder no live process is running (pid "
-                                                     f"{holder.get('pid')} on {holder.get('host')} is running it now)") from None
+            running = f"pid {holder.get('pid')} on {holder.get('host')} is running it now"
+            raise ConfigError("resume", str(folder), f"a sweep folder no live process is running ({running})") from None
         with os.fdopen(fd, "w") as f:
             json.dump(store.process(), f)
         return
