@@ -4,6 +4,7 @@ the disk's faults after it."""
 
 import errno
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -45,6 +46,14 @@ TABLE = [
     (["data.inputs=whiten"], 2, ["data.inputs", "whiten", "raw", "standardize"]),
     (["data.input_scale=0"], 2, ["data.input_scale", "0", "> 0"]),
     (["model=rnn", "data=adding", "data.inputs=standardize"], 2, ["data.inputs", "standardize", "adding"]),
+    # a network of one's own (tests/custom_models.py)
+    (["model=custom"], 2, ["model.target", "None", "import path"]),
+    (["model=custom", "model.target=nosuch.module:f"], 2, ["model.target", "nosuch.module", "not found"]),
+    (["model=custom", "model.target=custom_models:nosuch"], 2, ["model.target", "nosuch", "no such attribute"]),
+    (["model=custom", "model.target=custom_models:two_args"], 2, ["model.target", "3 positional"]),
+    (["model=custom", "model.target=custom_models:not_a_network"], 2, ["model.target", "(init, apply)", "int"]),
+    (["model=custom", "model.target=custom_models:wrong_shape"], 2, ["model.target", "[128, 10]", "[128, 3]"]),
+    (["model=custom", "model.target=custom_models:sigmoid_pair", "histograms=true"], 2, ["histograms", "custom"]),
     # settings the chosen model ignores
     (["model=doya", "norm=batchnorm"], 2, ["norm", "batchnorm", "doya", "ignores"]),
     (["model=doya", "act=relu"], 2, ["act", "relu", "doya"]),
@@ -107,7 +116,9 @@ def outcomes(tmp_path_factory):
         cwd = tmp_path_factory.mktemp(f"case{i}")
         (cwd / "file").write_text("a file, not a folder\n")
         cases.append({"cwd": str(cwd), "args": [a.format(file=cwd / "file", tmp=cwd) for a in args]})
-    p = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], capture_output=True, text=True, timeout=300)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    p = subprocess.run([sys.executable, "-c", DRIVER, json.dumps(cases)], capture_output=True, text=True, timeout=300,
+                       env=env)  # tests/ on the path: model.target=custom_models:NAME
     assert p.returncode == 0, p.stderr
     return [(Path(c["cwd"]), r) for c, r in zip(cases, json.loads(p.stdout.splitlines()[-1]))]
 

@@ -33,7 +33,8 @@ def test_registries_match_names():
     for name in MODELS:
         if name != "doya":  # an analysis, not a trained network (vgrun.science.doya)
             problem = types.SimpleNamespace(n_in=3, n_out=2, n_out_steps=1, seq_steps=5)
-            model = models.make_model(Config(model=ModelConfig(name=name)), problem)
+            target = "custom_models:sigmoid_pair" if name == "custom" else None  # tests/custom_models.py
+            model = models.make_model(Config(model=ModelConfig(name=name, target=target)), problem)
             assert model.recurrent == (name in RECURRENT)
     assert tuple(data.DATASETS) + tuple(tasks.TASKS) == DATA
 
@@ -44,6 +45,8 @@ def test_every_group_option_composes_and_validates(group):
         pair = []  # recurrent models train on sequence tasks, feed-forward ones on datasets
         if group == "model" and option in RECURRENT:
             pair = ["data=adding"]
+        if group == "model" and option == "custom":
+            pair = ["model.target=custom_models:sigmoid_pair"]
         if group == "data" and option in TASKS:
             pair = ["model=rnn"]
         cfg = compose_config([f"{group}={option}", *pair])

@@ -60,6 +60,10 @@ def train(cfg, on_chunk=None) -> Run:
     from vgrun.config import hyper
     from vgrun.training import loop
 
+    if cfg.model.name == "custom":  # its layers are its taps: known once it is built
+        from vgrun.training.program import resolve
+
+        cfg, _ = resolve(cfg)
     return Run(cfg, loop.run_members(cfg, [hyper.values(cfg)] * cfg.seeds, on_chunk=on_chunk))
 
 

@@ -4,7 +4,7 @@ Bad input must be rejected before the ~0.5 s JAX import; `tests/test_config.py`
 checks that these lists equal the keys of the registries that implement them.
 """
 
-MODELS = ("mlp", "resmlp", "rnn", "lstm", "gru", "doya")
+MODELS = ("mlp", "resmlp", "rnn", "lstm", "gru", "doya", "custom")  # custom: a researcher's own (model.target)
 RECURRENT = ("rnn", "lstm", "gru")
 RNN_FORMS = ("standard", "pascanu")
 BLOCKS = ("one", "two")  # resmlp: one layer per block, or He et al. 2016's two (model.block)

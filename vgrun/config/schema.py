@@ -43,6 +43,7 @@ class ModelConfig:
     rec_radius: Optional[float] = None  # rescale W_rec to this spectral radius
     rec_sigma_max: Optional[float] = None  # or to this largest singular value
     forget_bias: float = 1.0  # lstm forget-gate bias (Gers et al. 2000)
+    target: Optional[str] = None  # custom: PKG.MODULE:FACTORY, FACTORY(n_in, n_out, key) -> the network (vgrun.nn.custom)
 
 
 @dataclass
@@ -229,6 +230,8 @@ def validate(cfg: Config) -> Config:
         raise ConfigError("lesion", True, "false, or model=mlp or resmlp with depth >= 2 and seeds=1 (it deletes "
                                           "hidden layers of one trained network)")
     _validate_memory(cfg)
+    if cfg.model.name == "custom":
+        _validate_custom(cfg)
     if cfg.model.name == "doya":
         _validate_doya_alone(cfg)
     d = cfg.doya
@@ -302,6 +305,22 @@ def _validate_doya_alone(cfg: Config) -> None:
             key = f.name
         raise ConfigError(key, value, f"its default with model=doya, which analyses one neuron and ignores {key} "
                                       "(its settings are the doya.* keys, e.g. doya.w=5 doya.horizon=300)")
+
+
+def _validate_custom(cfg: Config) -> None:
+    """model=custom: a target whose module exists (importing it waits for JAX: vgrun.nn.custom), and
+    only what works on any network (histograms, lesions and pretraining read vgrun's own layers)."""
+    from vgrun.config import targets
+
+    target = cfg.model.target
+    form = targets.FORM.replace("NAME", "FACTORY") + ", FACTORY(n_in, n_out, key)"
+    module, _ = targets.split(target)
+    if not module:
+        raise ConfigError("model.target", target, form)
+    if not targets.module_found(module):
+        raise ConfigError("model.target", target, f"{form}, its module importable ({module!r} was not found)")
+    if cfg.histograms:
+        raise ConfigError("histograms", True, "false with model=custom (histograms read vgrun's own layers)")
 
 
 def _validate_remedies(cfg: Config) -> None:

@@ -23,7 +23,7 @@ DATA_KEYS = {
                 "inputs", "input_scale"),
 }
 MODEL_KEYS = {  # model keys each model reads
-    "mlp": ("name",), "resmlp": ("name", "res_scale", "block"), "doya": ("name",),
+    "mlp": ("name",), "custom": ("name", "target"), "resmlp": ("name", "res_scale", "block"), "doya": ("name",),
     "rnn": ("name", "form", "rec_init", "rec_gain", "rec_radius", "rec_sigma_max"),
     "gru": ("name", "rec_init", "rec_gain", "rec_radius", "rec_sigma_max"),
     "lstm": ("name", "rec_init", "rec_gain", "rec_radius", "rec_sigma_max", "forget_bias"),
@@ -97,6 +97,9 @@ def config_dict(cfg, problem=None) -> dict:
         full["pretrain"] = {"name": "none"}
     if name not in RECURRENT:
         del full["seq_len"]
-    if cfg.norm != "batchnorm":
+    if cfg.norm != "batchnorm" or name == "custom":
         del full["bn_momentum"]
+    if name == "custom":  # its own network: vgrun's layer settings do not apply; depth counts its taps
+        for key in ("init", "width", "act", "norm", "pretrain", "lesion", "histograms"):
+            del full[key]
     return full

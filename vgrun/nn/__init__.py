@@ -16,6 +16,10 @@ def make_model(cfg, problem, sat_tol: float = SAT_TOL) -> Model:
     from vgrun.nn import mlp, rnn
 
     dtype = jnp.dtype(cfg.dtype)
+    if cfg.model.name == "custom":
+        from vgrun.nn import custom
+
+        return custom.make(cfg, problem.n_in, problem.n_out, dtype)
     if cfg.model.name in RECURRENT:
         return rnn.make(cfg, problem.n_in, problem.n_out, dtype, problem.n_out_steps, problem.seq_steps)
     return mlp.make(cfg, problem.n_in, problem.n_out, dtype, sat_tol)

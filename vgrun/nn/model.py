@@ -17,6 +17,9 @@ class Model(NamedTuple):
         per-layer (per-time-step) trace, taken inside the backward pass (`vgrun.probes.tap`)
     n_layers: traced layers (feed-forward: depth hidden + 1 output; recurrent: depth)
     recurrent: whether probes are per time step
+    trace: (grads, probe_grads, params, updates, measured, batch) -> Trace, for a model whose
+        parameters are not vgrun's {inp, hid, out} tree (`vgrun.nn.custom`); None: vgrun's own
+    names: the traced layers' names, where they have names of their own (a custom model's taps)
     """
 
     init: Callable
@@ -24,3 +27,5 @@ class Model(NamedTuple):
     probes: Callable
     n_layers: int
     recurrent: bool
+    trace: Callable | None = None
+    names: list | None = None

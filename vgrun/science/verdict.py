@@ -36,6 +36,9 @@ from vgrun.probes.layers import TRACE_FIELDS
 from vgrun.probes.time import TimeTrace
 from vgrun.science.fits import decay_factor
 
+# trace fields a model does not measure (NaN by design, not non-finite values): a custom network's
+# layers are its taps, activations without weights of their own (vgrun.nn.custom)
+UNMEASURED = {"custom": ("grad_w", "grad_b", "weight", "update_ratio", "saturated", "stream")}
 WORDS = ("diverged", "vanishing", "exploding", "not learning", "healthy")
 
 
@@ -198,7 +201,9 @@ def theory_check(cfg, delta0_hidden: np.ndarray) -> dict:
 
     mean, std = weight_stats(cfg.init, cfg.width, cfg.width)
     why = None
-    if cfg.model.name != "mlp":
+    if cfg.model.name == "custom":
+        why = "a network of one's own"
+    elif cfg.model.name != "mlp":
         why = "residual blocks"
     elif cfg.norm != "none":
         why = f"norm={cfg.norm}"
@@ -237,7 +242,7 @@ def diagnose(cfg, metrics: dict, traces, status: str, baseline: float, test=(mat
     sat = np.asarray(traces.saturated, np.float64)[-max(1, len(delta) // 10) :, : cfg.depth].mean(0)
     saturated_layers = [int(i) for i in np.flatnonzero(sat > dcfg.sat_frac)]
     signs = {
-        "weights_collapsing": bool(np.nanmin(w_change) < 0.5) if np.isfinite(w_change).any() else False,
+        "weights_collapsing": bool(np.nanmin(w_change) < 0.5) if np.isfinite(w_change).any() else None,  # None: unmeasured
         "min_weight_norm_change": _finite(np.nanmin(w_change)) if np.isfinite(w_change).any() else None,
         "saturated_layers": saturated_layers,
         "max_saturated_share": _finite(np.nanmax(sat)) if np.isfinite(sat).any() else None,
@@ -249,7 +254,7 @@ def diagnose(cfg, metrics: dict, traces, status: str, baseline: float, test=(mat
     # count non-finite values where a value was measured (not the NaN placeholders for
     # output-layer activation statistics, untraced steps' grad_norm, unevaluated test steps)
     fields = {f: getattr(traces, f)[:, : cfg.depth if f.startswith(("act", "sat", "stream")) else None]
-              for f in TRACE_FIELDS if f != "stream" or basis == "stream"}
+              for f in TRACE_FIELDS if (f != "stream" or basis == "stream") and f not in UNMEASURED.get(cfg.model.name, ())}
     nonfinite = {f: _count_nonfinite(v) for f, v in fields.items()}
     nonfinite["loss"] = _count_nonfinite(metrics["loss"])
     nonfinite["grad_norm"] = _count_nonfinite(metrics["grad_norm"][:: cfg.trace_every])

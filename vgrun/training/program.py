@@ -50,6 +50,18 @@ class Program(NamedTuple):
     histogram: Callable | None = None  # (Carry, arrays) -> {quantity: [layers, N_COUNTS]} (`make_histogram`)
 
 
+def resolve(cfg) -> tuple:
+    """(cfg, layer names) as they apply to a custom model (model=custom): depth = its traced layers
+    less the output, names those of its taps' rows (`vgrun.nn.custom`); other models: (cfg, None).
+    Raises ConfigError for a bad model.target."""
+    import dataclasses
+
+    if cfg.model.name != "custom":
+        return cfg, None
+    model = make_model(cfg, make_problem(cfg, jnp.dtype(cfg.dtype)))
+    return dataclasses.replace(cfg, depth=model.n_layers - 1), model.names
+
+
 def n_chunks_for(steps: int, trace_every: int, wanted: int) -> int:
     """The divisor of steps / trace_every nearest to `wanted` (chunks hold whole trace blocks)."""
     blocks = steps // trace_every
@@ -219,6 +231,9 @@ def make_step(cfg, problem: Problem, build) -> Callable:
         trace = None
         if traced and recurrent:
             trace = temporal.trace_step(carry.params, grads, taps, updates, batch)
+            metrics["grad_norm"] = global_norm(grads)
+        elif traced and model.trace is not None:  # a custom model (vgrun.nn.custom)
+            trace = model.trace(grads, probe_grads, carry.params, updates, measured, batch)
             metrics["grad_norm"] = global_norm(grads)
         elif traced:
             trace = trace_step(grads, probe_grads, carry.params, updates, measured, batch,

@@ -19,21 +19,26 @@ def _e(x) -> str:
     return fmt(None if x is None else float(x), ".1e", missing="n/a")
 
 
-def layer_table(cfg, traces) -> Table:
-    """First, middle and last hidden layer and the output layer, at step 0 and at the end."""
+def layer_table(cfg, traces, names: list | None = None) -> Table:
+    """First, middle and last hidden layer and the output layer, at step 0 and at the end;
+    names: the layers' own (a custom network's taps)."""
     depth, last = cfg.depth, len(traces.delta) - 1
     rows = {0: "first", depth // 2: "middle", depth - 1: "last", depth: "output"}
+    if names:
+        rows = {l: names[l] for l in rows}
+    weights = bool(np.isfinite(traces.grad_w).any())  # a custom network's layers are taps: no weights
     table = Table(
         title=f"Gradient norms per layer, step 0 (start) and step {last * cfg.trace_every} (end)",
-        caption="|δ| = |dL/dz| (z: pre-activation; RMS over the batch), |dW| = |dL/dW|, "
-        "upd/W = |ΔW|/|W|, sat = saturated units",
+        caption=("|δ| = |dL/dz| (z: pre-activation; RMS over the batch), |dW| = |dL/dW|, "
+                 "upd/W = |ΔW|/|W|, sat = saturated units") if weights else
+        "|δ| = |dL/dh| at each tap (h: the tapped activation; RMS over the batch)",
         title_justify="left",
         caption_justify="left",
         box=box.SIMPLE_HEAD,
     )
     stream = bool(np.isfinite(traces.stream).any())  # a residual network: its stream beside the branches
-    cols = ("layer", "|δ| start", "|δ| end") + (("|δh| start", "|δh| end") if stream else ()) + (
-        "|dW| start", "|dW| end", "upd/W", "sat")
+    cols = ("layer", "|δ| start", "|δ| end") + (("|δh| start", "|δh| end") if stream else ()) + ((
+        "|dW| start", "|dW| end", "upd/W", "sat") if weights else ())
     for col in cols:
         table.add_column(col, justify="left" if col == "layer" else "right", no_wrap=True)
     if stream:
@@ -44,9 +49,8 @@ def layer_table(cfg, traces) -> Table:
             f"{l:>3} {name}",
             _e(traces.delta[0, l]), _e(traces.delta[last, l]),
             *((_e(traces.stream[0, l]), _e(traces.stream[last, l])) if stream else ()),
-            _e(traces.grad_w[0, l]), _e(traces.grad_w[last, l]),
-            _e(traces.update_ratio[last, l]),
-            "-" if not np.isfinite(sat) else f"{100 * sat:.0f}%",
+            *((_e(traces.grad_w[0, l]), _e(traces.grad_w[last, l]), _e(traces.update_ratio[last, l]),
+               "-" if not np.isfinite(sat) else f"{100 * sat:.0f}%") if weights else ()),
         )
     return table
 
@@ -100,19 +104,21 @@ def verdict_panel(summary: dict) -> Panel:
     else:
         lines.append(th["why"])
     s = d["signs"]
-    lines.append(
-        "signs: saturated layers: "
-        + (", ".join(map(str, s["saturated_layers"])) or "none")
-        + f" (max share {_e(s['max_saturated_share'])})"
-        + "; weights collapsing: "
-        + (f"[red]yes[/] (min |W| end/start {s['min_weight_norm_change']:.2f})" if s["weights_collapsing"]
-           else f"no (min |W| end/start {_e(s['min_weight_norm_change'])})")
-    )
+    if s["weights_collapsing"] is not None or s["max_saturated_share"] is not None:  # else neither was measured
+        lines.append(
+            "signs: saturated layers: "
+            + (", ".join(map(str, s["saturated_layers"])) or "none")
+            + f" (max share {_e(s['max_saturated_share'])})"
+            + "; weights collapsing: "
+            + (f"[red]yes[/] (min |W| end/start {s['min_weight_norm_change']:.2f})" if s["weights_collapsing"]
+               else f"no (min |W| end/start {_e(s['min_weight_norm_change'])})" if s["weights_collapsing"] is False
+               else "n/a (|W| not finite at the end)")
+        )
     return _panel(lines, d)
 
 
 def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: bool = False) -> None:
-    console.print(time_table(cfg, traces) if recurrent else layer_table(cfg, traces))
+    console.print(time_table(cfg, traces) if recurrent else layer_table(cfg, traces, summary.get("layers")))
     f, spread = summary["final"], summary.get("final_range")
     t = summary["timing"]
 

@@ -54,6 +54,8 @@ def _finish(plt, fig, path, title: str, spread) -> None:
 
 def run_title(cfg) -> str:
     """The settings that name a run in its figure."""
+    if cfg.model.name == "custom":
+        return f"custom {cfg.model.target} data={cfg.data.name} opt={cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
     if cfg.model.name in RECURRENT:
         return f"{cfg.model.name} width={cfg.width} act={cfg.act} data={cfg.data.name} seq_len={cfg.seq_len}"
     return (f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} "
@@ -84,20 +86,26 @@ def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
 
     delta, gw = np.asarray(traces.delta, np.float64), np.asarray(traces.grad_w, np.float64)
     n_steps, n_layers = delta.shape
+    # a custom network's layers are its taps (activations, no weights): the middle panel shows their spread
+    taps = not np.isfinite(gw).any()
+    panels = ((delta, "delta", "|delta_l| = |dL/dz_l|"), (gw, "grad_w", "|dL/dW_l|")) if not taps else (
+        (delta, "delta", "|dL/dh| at the tap (RMS over the batch)"),
+        (np.asarray(traces.act_std, np.float64), "act_std", "std of the tapped activation h"))
     layers = np.arange(n_layers)
     picks = sorted(set(np.linspace(0, n_steps - 1, min(6, n_steps)).round().astype(int)))
     fig, axes = _three_panels(plt)
     colors = plt.cm.viridis(np.linspace(0, 0.9, len(picks)))
-    for ax, data, field, name in ((axes[0], delta, "delta", "|delta_l| = |dL/dz_l|"), (axes[1], gw, "grad_w", "|dL/dW_l|")):
+    for ax, (data, field, name) in zip(axes, panels):
         band = None if spread is None else _band(spread, field, picks)
+        linear = field == "act_std"  # a spread of order one: on a log axis it would have no ticks
         for j, (c, i) in enumerate(zip(colors, picks)):
             y = np.where(data[i] > 0, data[i], np.nan)  # log axis: zeros (underflow) shown as gaps
-            ax.semilogy(layers, y, "o-", ms=3, color=c, label=f"step {i * every}")
+            (ax.plot if linear else ax.semilogy)(layers, y, "o-", ms=3, color=c, label=f"step {i * every}")
             if band is not None:
                 ax.fill_between(layers, band[0][j], band[1][j], color=c, alpha=0.2, lw=0)
-        ax.set_xlabel("layer (0 = first hidden)")
+        ax.set_xlabel("tap (in the order they run)" if taps else "layer (0 = first hidden)")
         ax.set_ylabel(name)
-        log_grid(ax)
+        ax.grid(alpha=0.3) if linear else log_grid(ax)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # layers are whole numbers
         ax.axvline(n_layers - 1, color="0.6", ls=":", lw=1)
         ax.annotate("output", xy=(n_layers - 1, 0.98), xycoords=("data", "axes fraction"), ha="right", va="top",
@@ -116,7 +124,7 @@ def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
         )
         fig.colorbar(im, ax=axes[2], label="|delta_l|").ax.minorticks_off()
     axes[2].set_xlabel("step")
-    axes[2].set_ylabel("layer (top row: output)")
+    axes[2].set_ylabel("tap (top row: output)" if taps else "layer (top row: output)")
     axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
     _finish(plt, fig, path, title, spread)
 

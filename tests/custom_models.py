@@ -1,0 +1,53 @@
+"""Factories for model=custom in the tests (model.target=custom_models:NAME, with tests/ on sys.path)."""
+
+import jax
+import jax.numpy as jnp
+
+import vgrun
+
+
+def sigmoid_pair(n_in, n_out, key, depth=8, width=16):
+    """An (init, apply) pair: sigmoid layers, each pre-activation tapped."""
+
+    def init(key):
+        sizes = [n_in] + [width] * depth + [n_out]
+        keys = jax.random.split(key, len(sizes) - 1)
+        return [{"w": jax.random.normal(k, (a, b)) / jnp.sqrt(a), "b": jnp.zeros(b)}
+                for k, a, b in zip(keys, sizes[:-1], sizes[1:])]
+
+    def apply(params, x):
+        h = x
+        for p in params[:-1]:
+            h = jax.nn.sigmoid(vgrun.tap("z", h @ p["w"] + p["b"]))
+        return h @ params[-1]["w"] + params[-1]["b"]
+
+    return init, apply
+
+
+def nnx_batchnorm(n_in, n_out, key):
+    """A Flax NNX module with batch statistics: Linear-BatchNorm-ReLU twice."""
+    from flax import nnx
+
+    class Net(nnx.Module):
+        def __init__(self, rngs):
+            self.a, self.b = nnx.Linear(n_in, 16, rngs=rngs), nnx.Linear(16, 16, rngs=rngs)
+            self.na, self.nb = nnx.BatchNorm(16, rngs=rngs), nnx.BatchNorm(16, rngs=rngs)
+            self.out = nnx.Linear(16, n_out, rngs=rngs)
+
+        def __call__(self, x):
+            x = vgrun.tap("a", nnx.relu(self.na(self.a(x))))
+            return self.out(vgrun.tap("b", nnx.relu(self.nb(self.b(x)))))
+
+    return Net(nnx.Rngs(params=key))
+
+
+def wrong_shape(n_in, n_out, key):
+    return (lambda k: {"w": jnp.zeros((n_in, 3))}), (lambda p, x: x @ p["w"])
+
+
+def two_args(n_in, n_out):
+    return None
+
+
+def not_a_network(n_in, n_out, key):
+    return 42

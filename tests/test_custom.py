@@ -1,0 +1,33 @@
+"""model=custom: a researcher's own network (tests/custom_models.py) trained and traced as vgrun's own."""
+
+import numpy as np
+
+import vgrun
+
+
+def test_an_init_apply_pair_is_traced_at_its_taps_and_judged():
+    cfg = vgrun.compose(["model=custom", "model.target=custom_models:sigmoid_pair", "steps=20", "chunks=1",
+                         "trace_every=10"])
+    run = vgrun.train(cfg)
+    assert run.cfg.depth == 8  # eight taps, then the output
+    delta = run.result.traces.delta  # [traced steps, 9]
+    assert delta.shape == (2, 9) and np.all(np.isfinite(delta)) and np.all(delta > 0)
+    assert np.all(np.isnan(run.result.traces.grad_w))  # taps are activations: no weight of their own
+    d = vgrun.diagnose(run)
+    assert d["gradient"]["init"] == "vanishing"  # eight sigmoid layers: |delta| falls ~4x a layer
+    assert d["ratio_first_last_init"] == delta[0, 0] / delta[0, 7]
+    assert d["nonfinite"] == {"delta": 0, "act_mean": 0, "act_std": 0, "loss": 0, "grad_norm": 0}
+
+
+def test_a_flax_nnx_module_with_batch_statistics_trains_and_carries_them(tmp_path):
+    cfg = vgrun.compose(["model=custom", "model.target=custom_models:nnx_batchnorm", "steps=30", "chunks=1",
+                         "trace_every=10", "optimizer.lr=0.1"])
+    run = vgrun.train(cfg)
+    assert run.cfg.depth == 2
+    loss = run.result.metrics["loss"]
+    assert loss[-5:].mean() < 0.8 * loss[0]
+    means = [v for v in __import__("jax").tree_util.tree_leaves(run.results[0].carry.state)]
+    assert any(np.abs(np.asarray(m)).max() > 0 for m in means)  # running means moved off their zeros
+    folder = vgrun.save(run, tmp_path / "run")
+    frame = vgrun.load_run(folder)
+    assert sorted(frame["layer"].unique()) == [0, 1, 2]

@@ -1,0 +1,155 @@
+"""A researcher's own network as a vgrun Model: `model=custom model.target=PKG.MODULE:FACTORY`.
+
+FACTORY(n_in, n_out, key) returns one of
+- an `(init, apply)` pair: init(key) -> params (or the params themselves), apply(params, x) -> y;
+- a Flax NNX module (its nnx.Param leaves are trained; batch statistics and other state are carried);
+- an Equinox module (its inexact array leaves are trained; the rest is static),
+whose call maps a batch x [B, n_in] to y [B, n_out]. The layers vgrun traces are the module's taps
+(`vgrun.tap`), in the order they run, and last the network's output (the row named "output");
+without taps vgrun traces the output alone and says so. Per-layer weight statistics do not
+exist for such a model (taps are activations, not weights): those trace fields are NaN.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from vgrun.config import targets
+from vgrun.config.schema import ConfigError
+from vgrun.nn.model import Model
+from vgrun.probes import taps
+from vgrun.probes.layers import Trace
+
+OUTPUT = "output"  # the last traced row: the network's output y
+
+
+def load_target(key: str, target: str | None, arity: int) -> Callable:
+    """The callable named by `target` (vgrun.config.targets); a ConfigError (one line, naming the
+    value) if it is missing or cannot take `arity` positional arguments."""
+    module, attr = targets.split(target)
+    if not module:
+        raise ConfigError(key, target, targets.FORM)
+    targets.with_cwd()
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # the user's module: whatever it raises on import
+        raise ConfigError(key, target, f"an importable module (importing {module!r} raised "
+                                       f"{type(e).__name__}: {e})") from None
+    fn = getattr(mod, attr, None)
+    if not callable(fn):
+        found = "not callable" if fn is not None else "no such attribute"
+        raise ConfigError(key, target, f"a callable in {module} ({attr!r}: {found})")
+    try:
+        inspect.signature(fn).bind(*range(arity))
+    except TypeError:
+        raise ConfigError(key, target, f"a callable of {arity} positional arguments") from None
+    except ValueError:  # no signature to read (a builtin): let the call decide
+        pass
+    return fn
+
+
+class Net(NamedTuple):
+    """A built network, whatever wrote it: params (trained), state (carried), apply(params, state, x, train)."""
+
+    init: Callable  # key -> (params, state)
+    apply: Callable  # (params, state, x, train) -> (y, state)
+    kind: str  # pair | nnx | equinox
+
+
+def _kind(obj) -> str:
+    if isinstance(obj, tuple) and len(obj) == 2 and callable(obj[1]):
+        return "pair"
+    mod = type(obj).__module__ or ""
+    if "flax" in mod or any("flax.nnx" in (c.__module__ or "") for c in type(obj).__mro__):
+        return "nnx"
+    if any((c.__module__ or "").startswith("equinox") for c in type(obj).__mro__):
+        return "equinox"
+    return "unknown"
+
+
+def adapt(factory: Callable, n_in: int, n_out: int, dtype, key, target: str) -> Net:
+    """The factory's network as (init, apply), its parameters cast to `dtype`."""
+    cast = lambda tree: jax.tree_util.tree_map(  # noqa: E731
+        lambda v: v.astype(dtype) if jnp.issubdtype(jnp.asarray(v).dtype, jnp.inexact) else v, tree)
+    built = factory(n_in, n_out, key)
+    kind = _kind(built)
+    if kind == "pair":
+        make, user_apply = built
+        if callable(make):
+            return Net(lambda k: (cast(make(k)), ()), lambda p, s, x, train: (user_apply(p, x), s), kind)
+        return Net(lambda k: (cast(factory(n_in, n_out, k)[0]), ()), lambda p, s, x, train: (user_apply(p, x), s), kind)
+    if kind == "nnx":
+        from flax import nnx
+
+        graph, _, _ = nnx.split(built, nnx.Param, ...)
+
+        def init(k):
+            _, params, rest = nnx.split(factory(n_in, n_out, k), nnx.Param, ...)
+            return cast(params), rest
+
+        def apply(params, state, x, train):
+            module = nnx.merge(graph, params, state, copy=True)  # Variables of this trace level
+            module.train() if train else module.eval()
+            y = module(x)
+            return y, nnx.split(module, nnx.Param, ...)[2]
+
+        return Net(init, apply, kind)
+    if kind == "equinox":
+        import equinox as eqx
+
+        _, static = eqx.partition(built, eqx.is_inexact_array)
+
+        def init(k):
+            return cast(eqx.partition(factory(n_in, n_out, k), eqx.is_inexact_array)[0]), ()
+
+        return Net(init, lambda p, s, x, train: (eqx.combine(p, static)(x), s), kind)
+    raise ConfigError("model.target", target, "a factory returning an (init, apply) pair, a Flax NNX module or an "
+                                              f"Equinox module (it returned a {type(built).__name__})")
+
+
+def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Model:
+    """The network of model.target for n_in inputs and n_out outputs (see the module's docstring).
+    x_shape: one batch's input shape ([B, n_in] by default)."""
+    target = cfg.model.target
+    factory = load_target("model.target", target, 3)
+    net = adapt(factory, n_in, n_out, dtype, jax.random.PRNGKey(0), target)
+    x_shape = x_shape or (cfg.batch_size, n_in)
+    params, state = jax.eval_shape(net.init, jax.random.PRNGKey(0))
+
+    def run(params, state, x, train):
+        y, state = net.apply(params, state, x, train)
+        return taps.tap(OUTPUT, y), state
+
+    try:
+        y = jax.eval_shape(lambda p, s, x: net.apply(p, s, x, True)[0], params, state,
+                           jax.ShapeDtypeStruct(x_shape, dtype))
+    except Exception as e:  # the user's code: any error is a bad target
+        raise ConfigError("model.target", target, f"a network that maps a batch {list(x_shape)} "
+                                                  f"(it raised {type(e).__name__}: {e})") from None
+    if tuple(y.shape) != (x_shape[0], n_out):
+        raise ConfigError("model.target", target, f"a network whose output is [batch, n_out] = "
+                                                  f"{[x_shape[0], n_out]} (it returned {list(y.shape)})")
+    found = taps.sites(run, params, state, jax.ShapeDtypeStruct(x_shape, dtype), train=True)
+    n_rows = sum(s.size for s in found)
+
+    def apply(params, state, x, probes=None, train=True, stats=False, **_):
+        if probes is None:
+            y, state = run(params, state, x, train)
+        else:
+            y, state = taps.probed(run, probes)(params, state, x, train)
+        return y, state, {}
+
+    def trace(grads, probe_grads, params, updates, measured, batch, update_norms=None) -> Trace:
+        rows = taps.site_rows(found, probe_grads)  # [n_rows, SITE_FIELDS]
+        nan = jnp.full((n_rows,), jnp.nan, rows.dtype)
+        hidden = jnp.concatenate([rows[:-1], jnp.full((1, rows.shape[1]), jnp.nan, rows.dtype)])
+        return Trace(grad_w=nan, grad_b=nan, delta=rows[:, 0], stream=nan, weight=nan, update_ratio=nan,
+                     act_mean=hidden[:, 1], act_std=hidden[:, 2], saturated=nan)
+
+    return Model(net.init, apply, lambda: taps.zero_probes(found, dtype), n_rows, recurrent=False, trace=trace,
+                 names=taps.row_names(found))
