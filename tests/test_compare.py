@@ -49,13 +49,16 @@ def test_load_table_has_a_row_per_run_with_its_results(sweeps):
 
 def test_compare_cli_filters_groups_and_writes_the_table_and_plots(sweeps, tmp_path):
     out = tmp_path / "cmp"
-    p = compare([str(sweeps / "tanh"), str(sweeps / "relu"), "--where", "depth=3", "--by", "act", "--out", str(out)],
-                tmp_path)
+    p = compare([str(sweeps / "tanh"), str(sweeps / "relu"), "--where", "depth=3", "--by", "act", "lr",
+                 "--out", str(out)], tmp_path)
     assert p.returncode == 0, p.stderr
     table = pd.read_csv(out / "sweep_summary.csv")
     assert len(table) == 2 and (table["depth"] == 3).all() and set(table["act"]) == {"tanh", "relu"}
     md = (out / "sweep_summary.md").read_text()
     assert "## groups" in md and "relu" in md and "tanh" in md
+    groups = md.split("## runs")[0]
+    assert "| act | optimizer.lr | runs |" in groups and "wall s (sum)" in groups  # `lr`: optimizer.lr
+    assert "| relu | 0.03 | 1 |" in groups and "…" not in p.stdout
     for png in ("sweep_gradients.png", "sweep_ratio.png"):
         assert (out / png).stat().st_size > 10_000
     assert "relu" in p.stdout and "completed" in p.stdout
@@ -64,7 +67,7 @@ def test_compare_cli_filters_groups_and_writes_the_table_and_plots(sweeps, tmp_p
 @pytest.mark.parametrize("args,words", [
     (["nowhere"], ["nowhere", "no runs"]),
     (["{tanh}", "--where", "colour=red"], ["colour", "depth", "act"]),
-    (["{tanh}", "--by", "colour"], ["colour", "expected one of"]),
+    (["{tanh}", "--by", "dept"], ["'dept'", "did you mean 'depth'", "expected one of"]),
     (["{tanh}", "--where", "depth"], ["depth", "key=value"]),
     ([], ["paths"]),
 ])
@@ -77,7 +80,7 @@ def test_bad_path_or_key_is_one_line(sweeps, tmp_path, args, words):
         assert w in lines[0]
 
 
-def test_group_table_takes_medians_and_the_geometric_median_ratio():
+def test_group_table_takes_medians_the_geometric_median_ratio_ranges_and_the_wall_time_sum():
     frame = pd.DataFrame({
         "act": ["a", "a", "a", "b"], "status": ["completed"] * 3 + ["diverged"],
         "train_loss": [1.0, 2.0, 9.0, 4.0], "train_acc": [0.1, 0.2, 0.3, 0.4], "test_loss": [1.0] * 4,
@@ -86,8 +89,11 @@ def test_group_table_takes_medians_and_the_geometric_median_ratio():
     })
     g = group_table(frame, ["act"]).set_index("act")
     assert g.loc["a", "runs"] == 3 and g.loc["a", "train_loss"] == 2.0
-    assert g.loc["a", "ratio_first_last"] == pytest.approx(1e-2) and g.loc["a", "wall_s"] == 6.0
+    assert g.loc["a", "ratio_first_last"] == pytest.approx(1e-2) and g.loc["a", "wall_s_sum"] == 6.0
+    assert (g.loc["a", "train_loss_min"], g.loc["a", "train_loss_max"]) == (1.0, 9.0)
+    assert (g.loc["a", "ratio_first_last_min"], g.loc["a", "ratio_first_last_max"]) == (1e-4, 1.0)
     assert g.loc["b", "status"] == "diverged" and np.isnan(g.loc["b", "ratio_first_last"])
+    assert np.isnan(g.loc["b", "train_loss_min"])  # one run: no range
 
 
 def test_a_run_with_several_seeds_draws_its_median_and_spread(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -35,7 +36,9 @@ def main(argv=None) -> None:
             where[k] = v
         frame = load_table(args.paths, where, args.by)
         out = args.out or Path("outputs") / "compare" / datetime.now().strftime("%Y-%m-%d/%H-%M-%S-%f")
-        report(Console(width=None if sys.stdout.isatty() else 160), frame, out, title=f"{len(frame)} runs", by=args.by)
+        width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160  # piped: COLUMNS, or 160
+        title = f"{len(frame)} run" + ("s" if len(frame) != 1 else "")
+        report(Console(width=width), frame, out, title=title, by=args.by)
     except CompareError as e:
         err.print(f"[bold red]vgrun-compare: error:[/] {e}", highlight=False, soft_wrap=True)
         sys.exit(2)

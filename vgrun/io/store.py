@@ -118,8 +118,30 @@ def load_summary(path) -> dict:
     return summary
 
 
-def load_run(path, table: str = "traces"):
-    """One run's `traces` (step x layer) or `steps` table, with run, status and verdict columns."""
+GROUPS = ("model", "init", "optimizer", "data")  # config groups: `init=he` sets init.name
+
+
+def flat_config(summary: dict) -> dict:
+    """A run's config as flat columns: `depth`, `optimizer.lr`, `init.sigma_w`, ...; a group's name is also
+    under the group's key (`init` = `init.name`). Lists (a preset's claims) are left out: not comparable."""
+    def flatten(d: dict, prefix: str = "") -> dict:
+        out = {}
+        for k, v in d.items():
+            if isinstance(v, dict):
+                out.update(flatten(v, f"{prefix}{k}."))
+            elif not isinstance(v, list):
+                out[f"{prefix}{k}"] = v
+        return out
+
+    config = flatten(summary.get("config") or {})
+    for group in GROUPS:
+        if f"{group}.name" in config:
+            config[group] = config[f"{group}.name"]
+    return config
+
+
+def _read(path, table: str):
+    """(the run's `table` as a DataFrame with run, status and verdict columns, its summary)."""
     import pandas as pd
 
     path = Path(path)
@@ -134,7 +156,12 @@ def load_run(path, table: str = "traces"):
     frame["run"] = str(path)
     frame["status"] = summary.get("status")
     frame["verdict"] = summary.get("diagnosis", {}).get("verdict")
-    return frame
+    return frame, summary
+
+
+def load_run(path, table: str = "traces"):
+    """One run's `traces` (step x layer) or `steps` table, with run, status and verdict columns."""
+    return _read(path, table)[0]
 
 
 def find_runs(paths) -> list[Path]:
@@ -170,21 +197,32 @@ def intact(run_dir, tables=("traces", "steps")) -> str | None:
 
 
 def load_runs(paths, table: str = "traces"):
-    """Every run under `paths` (folders, sweep folders or globs) as one DataFrame. A run whose
-    files cannot be read is skipped; `frame.attrs["skipped"]` maps it to the reason."""
+    """Every run under `paths` (folders, sweep folders or globs) as one DataFrame. Every config key
+    whose value differs between the runs (`init.sigma_w` in a sweep over it) is a column, named as in
+    `vgrun.load_table`, beside the columns each table already holds (`depth`, `act`, `lr`, ...).
+    A run whose files cannot be read is skipped; `frame.attrs["skipped"]` maps it to the reason."""
     import pandas as pd
 
     runs = [r for r in find_runs(paths) if (r / f"{table}.parquet").exists()]
-    frames, skipped = [], {}
+    read, skipped = [], {}
     for r in runs:
         try:
-            frames.append(load_run(r, table))
+            frame, summary = _read(r, table)
         except Unreadable as e:
             skipped[str(r)] = str(e)
-    if not frames:
+            continue
+        read.append((frame, flat_config(summary)))
+    if not read:
         raise FileNotFoundError(f"no readable runs with {table}.parquet under {paths}"
                                 + (f" ({len(skipped)} unreadable: {next(iter(skipped.values()))})" if skipped else ""))
-    frame = pd.concat(frames, ignore_index=True)
+    configs = [config for _, config in read]
+    keys = dict.fromkeys(k for config in configs for k in config)
+    differ = [k for k in keys if len({repr(config.get(k)) for config in configs}) > 1]
+    for frame, config in read:
+        for k in differ:
+            if k not in frame.columns:  # the table's own column (seed: each seed's own) wins
+                frame[k] = config.get(k)  # None where a run has no such key (an MLP has no model.res_scale)
+    frame = pd.concat([f for f, _ in read], ignore_index=True)
     frame.attrs["skipped"] = skipped
     return frame
 

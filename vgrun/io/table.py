@@ -8,35 +8,31 @@ The row of a run: `run` (its folder), `job` (the folder name: its overrides in a
 also under the group's key: `init` = `init.name`), `status`, `train_loss`, `train_acc`,
 `test_loss`, `test_acc` (held-out), `ratio_first_last_init` (|delta_first| / |delta_last| at
 step 0), `ratio_first_last` (its median over traced steps), `verdict`, `wall_s`, `steps_done`, `n_seeds`, and for failed
-or skipped jobs `error` and `log`. The sweep summary at the end of `vgrun -m` is this
-same table (`vgrun-compare` prints it).
+or skipped jobs `error` and `log`. A run with several seeds reports the median over its seeds, and
+their range in `<metric>_min` and `<metric>_max` (for the four metrics and `ratio_first_last`).
+The sweep summary at the end of `vgrun -m` is this same table (`vgrun-compare` prints it).
+
+A key is named in full (`optimizer.lr`) or by its last part where that is unambiguous (`lr`).
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 from pathlib import Path
 
 from vgrun.config.names import STEERING
-from vgrun.io.store import Unreadable, find_runs, load_summary
+from vgrun.io.store import GROUPS, Unreadable, find_runs, flat_config, load_summary
 
-GROUPS = ("model", "init", "optimizer", "data")  # config groups: `init=he` sets init.name
 METRICS = ("train_loss", "train_acc", "test_loss", "test_acc")
-RESULT_COLUMNS = ("status", *METRICS, "ratio_first_last_init", "ratio_first_last", "verdict", "wall_s", "steps_done", "n_seeds", "error", "log")
+RANGED = (*METRICS, "ratio_first_last")  # medians over seeds (or over a group's runs): their range is kept
+RANGES = tuple(f"{m}_{end}" for m in RANGED for end in ("min", "max"))
+RESULT_COLUMNS = ("status", *METRICS, "ratio_first_last_init", "ratio_first_last", *RANGES, "verdict", "wall_s",
+                  "steps_done", "n_seeds", "error", "log")
 
 
 class CompareError(ValueError):
     """A bad path or key: one line for the user."""
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        elif not isinstance(v, list):  # lists (preset claims) are not comparable columns
-            out[f"{prefix}{k}"] = v
-    return out
 
 
 def _overrides(run: Path) -> list[str]:
@@ -61,10 +57,7 @@ def _number(x):
 def run_row(run: Path) -> dict:
     """One run's row (see the module docstring)."""
     s = load_summary(run)
-    config = _flatten(s.get("config") or {})
-    for g in GROUPS:
-        if f"{g}.name" in config:
-            config[g] = config[f"{g}.name"]
+    config = flat_config(s)
     final, diag, timing = s.get("final") or {}, s.get("diagnosis") or {}, s.get("timing") or {}
     overrides = _overrides(run)
     row = {"run": str(run), "job": run.name, "overrides": ",".join(overrides), **config}
@@ -80,7 +73,21 @@ def run_row(run: Path) -> dict:
         error=s.get("error"),
         log=s.get("log"),
     )
+    row.update(_seed_ranges(s))
     return row
+
+
+def _seed_ranges(summary: dict) -> dict:
+    """`<metric>_min`, `<metric>_max` over a run's seeds (None for a run with one seed)."""
+    final_range = summary.get("final_range") or {}
+    ratios = [_number(seed.get("ratio_first_last")) for seed in summary.get("seeds") or () if isinstance(seed, dict)]
+    ratios = [r for r in ratios if r is not None]
+    out = {}
+    for m in RANGED:
+        lo_hi = [min(ratios), max(ratios)] if m == "ratio_first_last" and ratios else final_range.get(m)
+        lo, hi = lo_hi if isinstance(lo_hi, list) and len(lo_hi) == 2 else (None, None)
+        out[f"{m}_min"], out[f"{m}_max"] = _number(lo), _number(hi)
+    return out
 
 
 def _matches(value, wanted: str) -> bool:
@@ -90,18 +97,31 @@ def _matches(value, wanted: str) -> bool:
     return str(value).lower() == wanted.lower() or (value is None and wanted in ("null", "none"))
 
 
-def _check_key(frame, key: str, option: str) -> None:
-    if key not in frame.columns:
-        valid = sorted(c for c in frame.columns if c not in ("run",))
-        raise CompareError(f"{option} {key!r}: no such key in these runs; expected one of {', '.join(valid)}")
+def resolve_key(frame, key: str, option: str) -> str:
+    """`key` as a column of `frame`: itself, or the one dotted key it ends (`lr` -> `optimizer.lr`).
+    Raises CompareError naming the candidates, the closest keys and the valid ones."""
+    if key in frame.columns:
+        return key
+    ends = [c for c in frame.columns if c.endswith("." + key)]
+    if len(ends) == 1:
+        return ends[0]
+    if ends:
+        raise CompareError(f"{option} {key!r} is ambiguous in these runs: it could be {', '.join(sorted(ends))}")
+    valid = sorted(c for c in frame.columns if c not in ("run", *RANGES))
+    last = [c.rsplit(".", 1)[-1] for c in valid]
+    short = [s for s in dict.fromkeys(last) if last.count(s) == 1 and s not in valid]  # `lr` for optimizer.lr
+    close = difflib.get_close_matches(key, valid + short, n=3)
+    hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+    raise CompareError(f"{option} {key!r}: no such key in these runs; {hint}expected one of {', '.join(valid)}")
 
 
 def load_table(paths, where: dict | None = None, by=None):
     """Every run under `paths` (run folders, sweep folders, globs) as one DataFrame, a row per run.
 
     `where` keeps the runs whose config key equals the value (numbers compared as numbers);
-    `by` only checks its keys exist (grouping is `group_table`). A run whose summary cannot be
-    read is left out, and `frame.attrs["skipped"]` maps it to the reason. Raises CompareError.
+    `by` only checks its keys exist (grouping is `group_table`); keys are read by `resolve_key`.
+    A run whose summary cannot be read is left out, and `frame.attrs["skipped"]` maps it to the
+    reason. Raises CompareError.
     """
     import pandas as pd
 
@@ -124,10 +144,9 @@ def load_table(paths, where: dict | None = None, by=None):
         raise CompareError("no readable runs: " + "; ".join(skipped.values()))
     frame = pd.DataFrame(rows)
     for key, value in (where or {}).items():
-        _check_key(frame, key, "--where")
-        frame = frame[[_matches(v, value) for v in frame[key]]]
+        frame = frame[[_matches(v, value) for v in frame[resolve_key(frame, key, "--where")]]]
     for key in by or ():
-        _check_key(frame, key, "--by")
+        resolve_key(frame, key, "--by")
     if frame.empty:
         raise CompareError(f"no runs left after --where {' '.join(f'{k}={v}' for k, v in where.items())}")
     swept = swept_keys(frame)
@@ -161,31 +180,40 @@ def swept_keys(frame) -> list[str]:
 
 
 def group_table(frame, by: list[str]):
-    """A row per group: how many runs, statuses, medians of the metrics and of the ratio (geometric), verdicts."""
-    import numpy as np
+    """A row per group of `by`'s values: `runs`, `status` and `verdict` counted, the median of each
+    metric (of the ratios: the geometric median) with `<metric>_min`, `<metric>_max`, the range over
+    the group's runs and their seeds (None for a group of one run with one seed), and `wall_s_sum`."""
     import pandas as pd
 
     rows = []
     for values, g in frame.groupby(by, sort=False, dropna=False):
         values = values if isinstance(values, tuple) else (values,)
-        def geometric_median(col):
-            if col not in g:
-                return None
-            ratio = g[col].dropna().astype(float)
-            ratio = ratio[ratio > 0]
-            return float(np.exp(np.median(np.log(ratio)))) if len(ratio) else None
-
-        rows.append({
-            **dict(zip(by, values)),
-            "runs": len(g),
-            "status": _counts(g["status"]),
-            **{m: g[m].astype(float).median() for m in METRICS},
-            "ratio_first_last_init": geometric_median("ratio_first_last_init"),
-            "ratio_first_last": geometric_median("ratio_first_last"),
-            "verdict": _counts(g["verdict"].dropna()),
-            "wall_s": g["wall_s"].astype(float).sum(),
-        })
+        row = {**dict(zip(by, values)), "runs": len(g), "status": _counts(g["status"])}
+        for m in (*METRICS, "ratio_first_last_init", "ratio_first_last"):
+            row[m] = _geometric_median(_floats(g, m)) if m.startswith("ratio") else _floats(g, m).median()
+            lo = pd.concat([_floats(g, m), _floats(g, f"{m}_min")]).min()
+            hi = pd.concat([_floats(g, m), _floats(g, f"{m}_max")]).max()
+            spread = len(g) > 1 or _floats(g, f"{m}_min").notna().any()
+            row[f"{m}_min"], row[f"{m}_max"] = (lo, hi) if spread and pd.notna(lo) else (None, None)
+        row.update(verdict=_counts(g["verdict"].dropna()), wall_s_sum=_floats(g, "wall_s").sum())
+        rows.append(row)
     return pd.DataFrame(rows).sort_values(by, key=_sort_key, kind="stable").reset_index(drop=True)
+
+
+def _floats(g, col):
+    """A column as floats (None and text as NaN); all NaN where the frame has no such column."""
+    import pandas as pd
+
+    if col not in g:
+        return pd.Series(float("nan"), index=g.index)
+    return pd.to_numeric(g[col], errors="coerce").astype(float)
+
+
+def _geometric_median(ratio) -> float | None:
+    import numpy as np
+
+    ratio = ratio[ratio > 0]
+    return float(np.exp(np.median(np.log(ratio)))) if len(ratio) else None
 
 
 def _counts(col) -> str:

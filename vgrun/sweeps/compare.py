@@ -4,20 +4,22 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vgrun.io.table import group_table, swept_keys
+from vgrun.io.table import group_table, resolve_key, swept_keys
 
 
 def report(console, frame, out: Path, title: str, by: list[str] | None = None, partial: bool = False) -> None:
-    """Print the table and write sweep_summary.csv/.md and the plots into `out`; partial: the sweep
-    was interrupted (said at the top of sweep_summary.md)."""
+    """Print the table and write sweep_summary.csv/.md and the plots into `out`; `by`: config keys to
+    group by (`optimizer.lr`, or `lr` where unambiguous; a bad one raises CompareError before anything
+    is written); partial: the sweep was interrupted (said at the top of sweep_summary.md)."""
     from vgrun.viz import sweep as sweep_plots
     from vgrun.viz.table import print_table, write_tables
 
+    by = list(dict.fromkeys(resolve_key(frame, k, "--by") for k in by or ()))
     out.mkdir(parents=True, exist_ok=True)
     swept = swept_keys(frame)
-    shown = group_table(frame, by) if by else frame
-    write_tables(out, frame, shown if by else None, swept, partial)
-    print_table(console, shown, by or swept, title, frame)
+    grouped = group_table(frame, by) if by else None
+    write_tables(out, frame, swept, grouped, by, partial)
+    print_table(console, grouped if by else frame, by or swept, title, frame)
     written = sweep_plots.draw(out, frame, by or swept, by=by)
     for why in unreadable(frame):
         console.print(f"[bold yellow]skipped:[/] {why}", highlight=False, soft_wrap=True)
