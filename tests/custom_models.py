@@ -51,3 +51,29 @@ def two_args(n_in, n_out):
 
 def not_a_network(n_in, n_out, key):
     return 42
+
+
+def blobs():
+    """Two Gaussian blobs in 5-D, 200 training and 100 held-out examples, integer labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    y = np.arange(300) % 2
+    x = rng.standard_normal((300, 5)) + 2.0 * y[:, None]
+    return x[:200], y[:200], x[200:], y[200:]
+
+
+def conv_pair(n_in, n_out, key):
+    """An (init, apply) pair on images [B, H, W, C]: one 3x3 convolution, tapped, then a linear read-out."""
+    h, w, c = n_in
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"conv": jax.random.normal(k1, (3, 3, c, 4)) / 3.0, "out": jax.random.normal(k2, (h * w * 4, n_out)) / 16}
+
+    def apply(params, x):
+        z = jax.lax.conv_general_dilated(x, params["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        z = vgrun.tap("conv", jnp.tanh(z))
+        return z.reshape(len(x), -1) @ params["out"]
+
+    return init, apply

@@ -54,6 +54,8 @@ TABLE = [
     (["model=custom", "model.target=custom_models:not_a_network"], 2, ["model.target", "(init, apply)", "int"]),
     (["model=custom", "model.target=custom_models:wrong_shape"], 2, ["model.target", "[128, 10]", "[128, 3]"]),
     (["model=custom", "model.target=custom_models:sigmoid_pair", "histograms=true"], 2, ["histograms", "custom"]),
+    (["data=custom"], 2, ["data.target", "None", "import path"]),
+    (["data.images=true"], 2, ["data.images", "model=custom"]),
     # settings the chosen model ignores
     (["model=doya", "norm=batchnorm"], 2, ["norm", "batchnorm", "doya", "ignores"]),
     (["model=doya", "act=relu"], 2, ["act", "relu", "doya"]),

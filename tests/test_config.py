@@ -47,6 +47,8 @@ def test_every_group_option_composes_and_validates(group):
             pair = ["data=adding"]
         if group == "model" and option == "custom":
             pair = ["model.target=custom_models:sigmoid_pair"]
+        if group == "data" and option == "custom":
+            pair = ["data.target=custom_models:blobs"]
         if group == "data" and option in TASKS:
             pair = ["model=rnn"]
         cfg = compose_config([f"{group}={option}", *pair])

@@ -31,3 +31,17 @@ def test_a_flax_nnx_module_with_batch_statistics_trains_and_carries_them(tmp_pat
     folder = vgrun.save(run, tmp_path / "run")
     frame = vgrun.load_run(folder)
     assert sorted(frame["layer"].unique()) == [0, 1, 2]
+
+
+def test_image_batches_reach_a_convolution_and_custom_arrays_load():
+    cfg = vgrun.compose(["model=custom", "model.target=custom_models:conv_pair", "data.images=true", "steps=10",
+                         "chunks=1", "trace_every=10"])
+    run = vgrun.train(cfg)
+    assert run.result.problem.x_shape == (8, 8, 1) and run.cfg.depth == 1
+    assert np.isfinite(run.result.traces.delta).all()
+
+    from vgrun.config.schema import DataConfig
+    from vgrun.data.datasets import custom
+
+    data = custom(DataConfig(name="custom", target="custom_models:blobs"))
+    assert data.classify and data.n_out == 2 and data.x_train.shape == (200, 5) and data.y_test.dtype == np.int32

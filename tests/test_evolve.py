@@ -60,8 +60,9 @@ def test_the_guard_catches_a_derivative(derivative):
         derivative(lambda x: jax.numpy.sin(x) * x)
 
 
-# the ES and CMA variants (5-7 s each) with the long tests: the fast suite keeps ga
-@pytest.mark.parametrize("name", [n if n == "ga" else pytest.param(n, marks=pytest.mark.long) for n in GRADIENT_FREE])
+# 5-7 s each: with the long tests; the fast suite keeps a gradient-free run's traces (below)
+@pytest.mark.long
+@pytest.mark.parametrize("name", GRADIENT_FREE)
 def test_optimizer_improves_loss_without_gradient(name):
     cfg = compose_config([f"optimizer={name}", *SMALL, "optimizer.popsize=32", "optimizer.sigma=0.05", "steps=300"])
     prog = evolve.make(cfg)

@@ -121,7 +121,8 @@ def test_fold_visible_map_reads_raw_inputs():
     assert sd[4] == 1
 
 
-@pytest.mark.parametrize("kind", ["autoencoder", pytest.param("rbm", marks=pytest.mark.long)])  # rbm: with -m long
+@pytest.mark.long  # a whole run with pretraining (8 s); the fast suite keeps each phase's own step tests
+@pytest.mark.parametrize("kind", ["autoencoder", "rbm"])
 def test_run_with_pretraining_records_both_phases(kind, tmp_path):
     cfg = compose_config([f"pretrain={kind}", "act=sigmoid", "depth=3", "width=16", "steps=8", "trace_every=4",
                           "chunks=1", "pretrain.steps=40", "pretrain.log_every=20"])

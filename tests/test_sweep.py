@@ -73,6 +73,7 @@ def test_failure_is_contained_reported_and_resumed(tmp_path):
     assert list(pd.read_csv(sweep / "sweep_summary.csv")["status"]) == ["completed", "completed"]
 
 
+@pytest.mark.long  # a second failing sweep (4 s); the fast suite keeps the contained failure above
 def test_fail_fast_stops_the_sweep_at_the_first_failure(tmp_path):
     sweep = tmp_path / "sweep"
     block(sweep, 2)

@@ -171,6 +171,7 @@ def test_update_norms_when_the_output_update_overflows():
     assert np.isfinite(upd[:2]).all() and np.isinf(upd[2])
 
 
+@pytest.mark.long  # off by default; the fast suite keeps the counts themselves (tests/test_gradients.py)
 def test_histograms_at_step_0_and_every_chunk_end_for_each_member(tmp_path):
     from vgrun.config import hyper
     from vgrun.io import store

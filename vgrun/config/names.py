@@ -17,7 +17,7 @@ GRADIENT_FREE = ("ga", "openai_es", "sep_cma_es", "cma_es")  # optimizer= choice
 PRETRAIN = ("none", "autoencoder", "rbm")
 DEVICES = ("auto", "cpu", "gpu")
 SCHEDULES = ("constant", "cosine", "exponential", "warmup_cosine")
-DATASETS = ("digits", "spirals", "teacher")
+DATASETS = ("digits", "spirals", "teacher", "custom")  # custom: a researcher's own arrays (data.target)
 TASKS = ("adding", "adding_hs97", "temporal_order", "copy")  # sequence tasks, for recurrent models
 TASK_MIN_LEN = {"adding": 2, "adding_hs97": 20, "temporal_order": 10, "copy": 1}  # the shortest seq_len of each
 DATA = DATASETS + TASKS

@@ -78,7 +78,7 @@ class OptimizerConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "digits"  # digits | spirals | teacher
+    name: str = "digits"  # digits | spirals | teacher | custom (data.target)
     test_frac: float = 0.25  # held-out share
     n_samples: int = 2000  # synthetic tasks
     in_dim: int = 16  # teacher input size
@@ -90,6 +90,8 @@ class DataConfig:
     inputs: str = "raw"  # raw (as the dataset gives them: digits' pixels / 16 in [0, 1]) | standardize (each
     # feature to zero mean and unit variance over the training set, the held-out set with the same shift and scale)
     input_scale: float = 1.0  # then every input multiplied by this
+    images: bool = False  # digits: each example an image [8, 8, 1] (H, W, C) instead of 64 features (model=custom)
+    target: Optional[str] = None  # custom: PKG.MODULE:FN, FN() -> (x_train, y_train, x_test, y_test) arrays
 
 
 @dataclass
@@ -229,6 +231,11 @@ def validate(cfg: Config) -> Config:
     if cfg.lesion and (cfg.model.name not in ("mlp", "resmlp") or cfg.depth < 2 or cfg.seeds > 1):
         raise ConfigError("lesion", True, "false, or model=mlp or resmlp with depth >= 2 and seeds=1 (it deletes "
                                           "hidden layers of one trained network)")
+    if cfg.data.name == "custom":
+        _validate_target("data.target", cfg.data.target, "FN", "FN() -> (x_train, y_train, x_test, y_test)")
+    if cfg.data.images and (cfg.data.name != "digits" or cfg.model.name != "custom"):
+        raise ConfigError("data.images", True, "false, or data=digits with model=custom (a network of one's own "
+                                               "that takes [B, 8, 8, 1] images)")
     _validate_memory(cfg)
     if cfg.model.name == "custom":
         _validate_custom(cfg)
@@ -307,18 +314,22 @@ def _validate_doya_alone(cfg: Config) -> None:
                                       "(its settings are the doya.* keys, e.g. doya.w=5 doya.horizon=300)")
 
 
+def _validate_target(key: str, target, name: str, call: str) -> None:
+    """An import path whose module exists (importing it waits for JAX: vgrun.config.targets.load)."""
+    from vgrun.config import targets
+
+    form = targets.FORM.replace("NAME", name) + f", {call}"
+    module, _ = targets.split(target)
+    if not module:
+        raise ConfigError(key, target, form)
+    if not targets.module_found(module):
+        raise ConfigError(key, target, f"{form}, its module importable ({module!r} was not found)")
+
+
 def _validate_custom(cfg: Config) -> None:
     """model=custom: a target whose module exists (importing it waits for JAX: vgrun.nn.custom), and
     only what works on any network (histograms, lesions and pretraining read vgrun's own layers)."""
-    from vgrun.config import targets
-
-    target = cfg.model.target
-    form = targets.FORM.replace("NAME", "FACTORY") + ", FACTORY(n_in, n_out, key)"
-    module, _ = targets.split(target)
-    if not module:
-        raise ConfigError("model.target", target, form)
-    if not targets.module_found(module):
-        raise ConfigError("model.target", target, f"{form}, its module importable ({module!r} was not found)")
+    _validate_target("model.target", cfg.model.target, "FACTORY", "FACTORY(n_in, n_out, key)")
     if cfg.histograms:
         raise ConfigError("histograms", True, "false with model=custom (histograms read vgrun's own layers)")
 

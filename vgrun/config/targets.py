@@ -35,3 +35,33 @@ def module_found(module: str) -> bool:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):
         return False
+
+
+def load(key: str, target, arity: int):
+    """The callable named by `target`, imported; a ConfigError (one line, naming the value) if it is
+    missing, its module raises, or it cannot take `arity` positional arguments."""
+    import importlib
+    import inspect
+
+    from vgrun.config.schema import ConfigError
+
+    module, attr = split(target)
+    if not module:
+        raise ConfigError(key, target, FORM)
+    with_cwd()
+    try:
+        mod = importlib.import_module(module)
+    except Exception as e:  # the user's module: whatever it raises on import
+        raise ConfigError(key, target, f"an importable module (importing {module!r} raised "
+                                       f"{type(e).__name__}: {e})") from None
+    fn = getattr(mod, attr, None)
+    if not callable(fn):
+        found = "not callable" if fn is not None else "no such attribute"
+        raise ConfigError(key, target, f"a callable in {module} ({attr!r}: {found})")
+    try:
+        inspect.signature(fn).bind(*range(arity))
+    except TypeError:
+        raise ConfigError(key, target, f"a callable of {arity} positional arguments") from None
+    except ValueError:  # no signature to read (a builtin): let the call decide
+        pass
+    return fn

@@ -18,7 +18,7 @@ SPLIT_SEED = 0
 
 
 class Dataset(NamedTuple):
-    x_train: np.ndarray  # [N, d_in]
+    x_train: np.ndarray  # [N, d_in], or [N, H, W, C] images
     y_train: np.ndarray  # [N] int labels, or [N, d_out] regression targets
     x_test: np.ndarray
     y_test: np.ndarray
@@ -45,6 +45,8 @@ def digits(cfg) -> Dataset:
     with gzip.open(path, "rt") as f:
         table = np.loadtxt(f, delimiter=",", dtype=np.float32)
     x, y = table[:, :-1] / 16.0, table[:, -1].astype(np.int32)
+    if cfg.images:  # the pixels row by row: [N, 8, 8, 1] (height, width, one channel)
+        x = x.reshape(-1, 8, 8, 1)
     return _split(x, y, cfg.test_frac, 10, True)
 
 
@@ -83,7 +85,40 @@ def baseline_loss(data: Dataset) -> float:
     return float(np.mean(np.var(data.y_train, axis=0)))
 
 
-DATASETS = {"digits": digits, "spirals": spirals, "teacher": teacher}
+def custom(cfg) -> Dataset:
+    """A researcher's own arrays: data.target names FN() -> (x_train, y_train, x_test, y_test).
+    Integer labels [N] make a classification (classes: the largest label + 1), floating targets
+    [N] or [N, d_out] a regression; x [N, ...] any shape (the network's batch is [B, ...])."""
+    from vgrun.config import targets
+    from vgrun.config.schema import ConfigError
+
+    fn = targets.load("data.target", cfg.target, 0)
+    try:
+        arrays = [np.asarray(a) for a in fn()]
+    except Exception as e:  # the user's code: whatever it raises
+        raise ConfigError("data.target", cfg.target, f"a function that returns the arrays (it raised "
+                                                     f"{type(e).__name__}: {e})") from None
+    if len(arrays) != 4:
+        raise ConfigError("data.target", cfg.target, f"a function returning (x_train, y_train, x_test, y_test) "
+                                                     f"(it returned {len(arrays)} values)")
+    x_train, y_train, x_test, y_test = arrays
+    if len(x_train) != len(y_train) or len(x_test) != len(y_test) or x_train.shape[1:] != x_test.shape[1:] \
+            or not len(x_train) or not len(x_test):
+        shapes = ", ".join(str(list(a.shape)) for a in arrays)
+        raise ConfigError("data.target", cfg.target, f"arrays of matching lengths and example shapes, none empty "
+                                                     f"(got {shapes})")
+    classify = np.issubdtype(y_train.dtype, np.integer)
+    if classify:
+        n_out = int(max(y_train.max(), y_test.max())) + 1
+        y_train, y_test = y_train.astype(np.int32), y_test.astype(np.int32)
+    else:
+        y_train, y_test = (y.reshape(len(y), -1).astype(np.float32) for y in (y_train, y_test))
+        n_out = y_train.shape[1]
+    x_train, x_test = x_train.astype(np.float32), x_test.astype(np.float32)
+    return Dataset(x_train, y_train, x_test, y_test, n_out, bool(classify))
+
+
+DATASETS = {"digits": digits, "spirals": spirals, "teacher": teacher, "custom": custom}
 
 
 def load(cfg) -> Dataset:

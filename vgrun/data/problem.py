@@ -11,6 +11,7 @@ from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from vgrun.data import datasets
@@ -28,6 +29,7 @@ class Problem(NamedTuple):
     loss_and_acc: Callable  # (y_pred, y) -> (loss, accuracy; NaN for regression)
     baseline: float  # loss of the best constant (or memoryless) answer
     seq_steps: int  # time steps of an input sequence (0 for feed-forward data)
+    x_shape: tuple = ()  # one example's input shape, where it is not (n_in,): images [H, W, C]
 
 
 def _loss_fn(classify: bool, dtype):
@@ -57,8 +59,9 @@ def from_data(data: datasets.Dataset, dtype) -> Problem:
         idx = jax.random.randint(key, (batch,), 0, a["x"].shape[0])
         return a["x"][idx], a["y"][idx]
 
-    return Problem(data.x_train.shape[1], data.n_out, 1, arrays, sample, _loss_fn(data.classify, dtype),
-                   datasets.baseline_loss(data), 0)
+    shape = tuple(data.x_train.shape[1:])
+    return Problem(int(np.prod(shape)), data.n_out, 1, arrays, sample, _loss_fn(data.classify, dtype),
+                   datasets.baseline_loss(data), 0, shape if len(shape) > 1 else ())
 
 
 def from_task(cfg, dtype) -> Problem:

@@ -17,7 +17,8 @@ PACKAGES = ("vgrun", "jax", "jaxlib", "optax", "hydra-core", "omegaconf", "numpy
 
 # data keys each source reads (vgrun.data.datasets; the sequence tasks read none but the name)
 DATA_KEYS = {
-    "digits": ("name", "test_frac", "inputs", "input_scale"),
+    "digits": ("name", "test_frac", "inputs", "input_scale", "images"),
+    "custom": ("name", "target", "inputs", "input_scale"),
     "spirals": ("name", "test_frac", "n_samples", "n_classes", "noise", "inputs", "input_scale"),
     "teacher": ("name", "test_frac", "n_samples", "in_dim", "out_dim", "noise", "teacher_depth", "teacher_width",
                 "inputs", "input_scale"),

@@ -19,7 +19,8 @@ def make_model(cfg, problem, sat_tol: float = SAT_TOL) -> Model:
     if cfg.model.name == "custom":
         from vgrun.nn import custom
 
-        return custom.make(cfg, problem.n_in, problem.n_out, dtype)
+        shape = getattr(problem, "x_shape", ()) or (problem.n_in,)
+        return custom.make(cfg, problem.n_in, problem.n_out, dtype, (cfg.batch_size, *shape))
     if cfg.model.name in RECURRENT:
         return rnn.make(cfg, problem.n_in, problem.n_out, dtype, problem.n_out_steps, problem.seq_steps)
     return mlp.make(cfg, problem.n_in, problem.n_out, dtype, sat_tol)

@@ -1,10 +1,10 @@
 """A researcher's own network as a vgrun Model: `model=custom model.target=PKG.MODULE:FACTORY`.
 
-FACTORY(n_in, n_out, key) returns one of
+FACTORY(n_in, n_out, key) returns one of (n_in: the input size, or for images their shape (H, W, C))
 - an `(init, apply)` pair: init(key) -> params (or the params themselves), apply(params, x) -> y;
 - a Flax NNX module (its nnx.Param leaves are trained; batch statistics and other state are carried);
 - an Equinox module (its inexact array leaves are trained; the rest is static),
-whose call maps a batch x [B, n_in] to y [B, n_out]. The layers vgrun traces are the module's taps
+whose call maps a batch x [B, n_in] (images: [B, H, W, C]) to y [B, n_out]. The layers vgrun traces are the module's taps
 (`vgrun.tap`), in the order they run, and last the network's output (the row named "output");
 without taps vgrun traces the output alone and says so. Per-layer weight statistics do not
 exist for such a model (taps are activations, not weights): those trace fields are NaN.
@@ -12,8 +12,6 @@ exist for such a model (taps are activations, not weights): those trace fields a
 
 from __future__ import annotations
 
-import importlib
-import inspect
 from typing import Callable, NamedTuple
 
 import jax
@@ -26,31 +24,6 @@ from vgrun.probes import taps
 from vgrun.probes.layers import Trace
 
 OUTPUT = "output"  # the last traced row: the network's output y
-
-
-def load_target(key: str, target: str | None, arity: int) -> Callable:
-    """The callable named by `target` (vgrun.config.targets); a ConfigError (one line, naming the
-    value) if it is missing or cannot take `arity` positional arguments."""
-    module, attr = targets.split(target)
-    if not module:
-        raise ConfigError(key, target, targets.FORM)
-    targets.with_cwd()
-    try:
-        mod = importlib.import_module(module)
-    except Exception as e:  # the user's module: whatever it raises on import
-        raise ConfigError(key, target, f"an importable module (importing {module!r} raised "
-                                       f"{type(e).__name__}: {e})") from None
-    fn = getattr(mod, attr, None)
-    if not callable(fn):
-        found = "not callable" if fn is not None else "no such attribute"
-        raise ConfigError(key, target, f"a callable in {module} ({attr!r}: {found})")
-    try:
-        inspect.signature(fn).bind(*range(arity))
-    except TypeError:
-        raise ConfigError(key, target, f"a callable of {arity} positional arguments") from None
-    except ValueError:  # no signature to read (a builtin): let the call decide
-        pass
-    return fn
 
 
 class Net(NamedTuple):
@@ -116,9 +89,10 @@ def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Mod
     """The network of model.target for n_in inputs and n_out outputs (see the module's docstring).
     x_shape: one batch's input shape ([B, n_in] by default)."""
     target = cfg.model.target
-    factory = load_target("model.target", target, 3)
-    net = adapt(factory, n_in, n_out, dtype, jax.random.PRNGKey(0), target)
+    factory = targets.load("model.target", target, 3)
     x_shape = x_shape or (cfg.batch_size, n_in)
+    n_in = tuple(x_shape[1:]) if len(x_shape) > 2 else n_in  # images: the factory gets (H, W, C)
+    net = adapt(factory, n_in, n_out, dtype, jax.random.PRNGKey(0), target)
     params, state = jax.eval_shape(net.init, jax.random.PRNGKey(0))
 
     def run(params, state, x, train):
