@@ -42,6 +42,10 @@ TABLE = [
     (["experiment=he2051"], 2, ["experiment", "he2051", "did you mean 'he2015'?"]),
     (["lesion=ture"], 2, ["lesion", "ture", "did you mean 'true'?"]),
     (["-m", "hydra/launcher=cors", "depth=2"], 2, ["hydra/launcher", "cors", "did you mean 'cores'?"]),
+    # shell completion: Hydra's, with its mistakes said in one line
+    (["-sc", "install=tcsh"], 2, ["install", "tcsh", "bash", "zsh", "fish"]),
+    (["--shell-completion", "instal=bash"], 2, ["instal=bash", "did you mean 'install=bash'?"]),
+    (["-sc", "query=bash"], 2, ["COMP_LINE", "-sc install=bash"]),  # what a shell's completion runs, by hand
     # ranges, single runs
     (["depth=-3"], 2, ["depth", "-3", "> 0"]),
     (["trace_every=7"], 2, ["trace_every", "7", "divisor", "2000"]),

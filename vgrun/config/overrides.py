@@ -44,6 +44,14 @@ def launchers() -> list[str]:
     return sorted(set(names) - {"vgrun_cores_schema"})
 
 
+def named_values(key: str) -> list[str] | None:
+    """The valid values of a plain key that has names for them (act: sigmoid, tanh, ...; a switch:
+    true, false); None for any other key (a config group, a number, a path) or no key at all."""
+    if key in NAMED:
+        return list(NAMED[key])
+    return ["true", "false"] if is_value_key(key) and _leaf_type(key) is bool else None
+
+
 def _fields(cls) -> dict:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
