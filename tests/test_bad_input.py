@@ -33,6 +33,19 @@ TABLE = [
     (["+foo=1"], 2, ["foo", "depth"]),
     (["-m", "act=relu,sigmod"], 2, ["act", "sigmod"]),
     (["-m", "hydra/launcher=nosuch", "depth=2"], 2, ["hydra/launcher", "nosuch", "vectorized", "cores"]),
+    # near misses: the closest valid name
+    (["act=sigmiod"], 2, ["act", "sigmiod", "did you mean 'sigmoid'?", "tanh"]),
+    (["detph=3"], 2, ["detph", "did you mean 'depth'?", "width"]),
+    (["model=mpl"], 2, ["model", "mpl", "did you mean 'mlp'?", "resmlp"]),
+    (["optimzer.lr=0.1"], 2, ["optimzer.lr", "did you mean 'optimizer.lr'?"]),
+    (["optimizer.schedule=cosin"], 2, ["optimizer.schedule", "cosin", "did you mean 'cosine'?"]),
+    (["experiment=he2051"], 2, ["experiment", "he2051", "did you mean 'he2015'?"]),
+    (["lesion=ture"], 2, ["lesion", "ture", "did you mean 'true'?"]),
+    (["-m", "hydra/launcher=cors", "depth=2"], 2, ["hydra/launcher", "cors", "did you mean 'cores'?"]),
+    # shell completion: Hydra's, with its mistakes said in one line
+    (["-sc", "install=tcsh"], 2, ["install", "tcsh", "bash", "zsh", "fish"]),
+    (["--shell-completion", "instal=bash"], 2, ["instal=bash", "did you mean 'install=bash'?"]),
+    (["-sc", "query=bash"], 2, ["COMP_LINE", "-sc install=bash"]),  # what a shell's completion runs, by hand
     # ranges, single runs
     (["depth=-3"], 2, ["depth", "-3", "> 0"]),
     (["trace_every=7"], 2, ["trace_every", "7", "divisor", "2000"]),

@@ -370,18 +370,54 @@ def resume_run(args: list[str]) -> list[str]:
     return [*own, f"hydra.run.dir={quoted}", f"resume={quoted}"]
 
 
+def shell_completion(args: list[str]) -> None:
+    """`vgrun -sc install=bash` (zsh, fish; uninstall=, query=): Hydra's shell completion, which
+    vgrun's checks of overrides never see; a query for a plain key's values vgrun answers itself."""
+    from vgrun.cli import help
+
+    commands = ("install", "uninstall", "query")
+    asked = [a for a in args if a.split("=", 1)[0] in commands]
+    if len(asked) != 1 or "=" not in asked[0]:
+        given = " ".join(a for a in args if a not in help.COMPLETION_FLAGS)
+        bad_input(ConfigError("-sc", given, "install=SHELL, uninstall=SHELL or query=SHELL, SHELL one of "
+                              + ", ".join(help.SHELLS), [f"{c}={s}" for c in commands for s in help.SHELLS]))
+    command, shell = asked[0].split("=", 1)
+    if shell not in help.SHELLS:
+        bad_input(ConfigError(command, shell, "one of " + ", ".join(help.SHELLS), help.SHELLS))
+    line = os.environ.get("COMP_LINE", "")
+    if command == "query" and not line.strip():
+        bad_input(ConfigError("COMP_LINE", line, "the command line being typed, as the completion that "
+                                                 f"`vgrun -sc install={shell}` prints sets it"))
+    if not help.answer_query(args):
+        words = line.split(" ")  # the word being typed stays as typed
+        os.environ["COMP_LINE"] = " ".join([*preset_without_plus(words[:-1]), words[-1]])
+        register_schema()
+        _hydra_main()
+    sys.exit(0)
+
+
+PRINT_ONLY = ("--hydra-help", "--cfg", "-c", "--info", "-i")  # Hydra prints, runs nothing, writes nothing
+
+
 def main() -> None:
+    from vgrun.cli import help
     from vgrun.config import overrides
 
     if any(a in ("--version", "-V") for a in sys.argv[1:]):
         print(version())
         sys.exit(0)
+    if any(a in help.HELP_FLAGS for a in sys.argv[1:]):
+        help.show(help.help_text())
+        sys.exit(0)
+    if any(a in help.COMPLETION_FLAGS for a in sys.argv[1:]):
+        shell_completion(sys.argv[1:])
     sys.argv[1:] = preset_without_plus(sys.argv[1:])
     try:
         sys.argv[1:] = resume_run(sys.argv[1:])
         overrides.check(sys.argv[1:])
         sweep.check_args(sys.argv[1:])
-        sweep.check_output(sys.argv[1:])
+        if not any(a in PRINT_ONLY for a in sys.argv[1:]):
+            sweep.check_output(sys.argv[1:])
     except ConfigError as e:
         bad_input(e)
     except OSError as e:  # a full disk

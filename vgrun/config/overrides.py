@@ -13,12 +13,13 @@ import typing
 from pathlib import Path
 
 from vgrun.config.schema import UNKNOWN, Config, ConfigError
-from vgrun.config.names import ACTS, DEVICES, DTYPES, INPUTS, NORMS
+from vgrun.config.names import ACTS, BLOCKS, DEVICES, DTYPES, INPUTS, NORMS, REC_INITS, RNN_FORMS, SCHEDULES
 
 CONF = Path(__file__).parents[1] / "conf"  # vgrun/conf
 GROUPS = ("model", "init", "optimizer", "data", "pretrain", "experiment")  # config groups: chosen by file name
 # plain keys with a fixed set of names
-NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES, "device": DEVICES, "data.inputs": INPUTS}
+NAMED = {"act": ACTS, "norm": NORMS, "dtype": DTYPES, "device": DEVICES, "data.inputs": INPUTS,
+         "optimizer.schedule": SCHEDULES, "model.block": BLOCKS, "model.form": RNN_FORMS, "model.rec_init": REC_INITS}
 _NUMBER = {int: (int,), float: (int, float)}
 
 
@@ -43,6 +44,14 @@ def launchers() -> list[str]:
     return sorted(set(names) - {"vgrun_cores_schema"})
 
 
+def named_values(key: str) -> list[str] | None:
+    """The valid values of a plain key that has names for them (act: sigmoid, tanh, ...; a switch:
+    true, false); None for any other key (a config group, a number, a path) or no key at all."""
+    if key in NAMED:
+        return list(NAMED[key])
+    return ["true", "false"] if is_value_key(key) and _leaf_type(key) is bool else None
+
+
 def _fields(cls) -> dict:
     hints = typing.get_type_hints(cls)
     return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
@@ -56,7 +65,8 @@ def _leaf_type(key: str):
         if part not in fields:
             prefix = ".".join(parts[:i])
             valid = ", ".join(sorted((f"{prefix}.{f}" if prefix else f) for f in fields))
-            raise ConfigError(key, UNKNOWN, f"a known key: {valid}")
+            near = [".".join([*parts[:i], f, *parts[i + 1:]]) for f in fields]  # optimzer.lr: optimizer.lr
+            raise ConfigError(key, UNKNOWN, f"a known key: {valid}", near)
         cls = fields[part]
     if dataclasses.is_dataclass(cls):
         raise ConfigError(key, UNKNOWN, f"a key inside {key}: " + ", ".join(f"{key}.{f}" for f in _fields(cls)))
@@ -83,11 +93,11 @@ def _check_value(key: str, typ, value) -> None:
             return
         typ = next(t for t in typing.get_args(typ) if t is not type(None))
     if key in NAMED and value not in NAMED[key]:
-        raise ConfigError(key, value, "one of " + ", ".join(NAMED[key]))
+        raise ConfigError(key, value, "one of " + ", ".join(NAMED[key]), NAMED[key])
     if typ in _NUMBER and (isinstance(value, bool) or not isinstance(value, _NUMBER[typ])):
         raise ConfigError(key, value, f"{'an integer' if typ is int else 'a number'}" + (" or null" if optional else ""))
     if typ is bool and not isinstance(value, bool):
-        raise ConfigError(key, value, "true or false")
+        raise ConfigError(key, value, "true or false", ("true", "false"))
     if typing.get_origin(typ) is list and not isinstance(value, list):
         raise ConfigError(key, value, "a list, e.g. [...] (expect: a list of claims, see vgrun/claims.py)")
 
@@ -142,7 +152,7 @@ def check(args: list[str]) -> None:
     for o in _parse([a for a in args if "=" in a and not a.startswith("-")]):
         key = o.key_or_group
         if key == "hydra/launcher" and str(o.value()) not in launchers():
-            raise ConfigError(key, o.value(), "one of " + ", ".join(launchers()))
+            raise ConfigError(key, o.value(), "one of " + ", ".join(launchers()), launchers())
         if o.is_hydra_override() or key.startswith("hydra/") or o.is_delete():
             continue
         if o.is_sweep_override() and not multirun:
@@ -153,7 +163,7 @@ def check(args: list[str]) -> None:
             options = group_options(key)
             for v in values:
                 if str(v) not in options:
-                    raise ConfigError(key, v, "one of " + ", ".join(options))
+                    raise ConfigError(key, v, "one of " + ", ".join(options), options)
             continue
         typ = _leaf_type(key)
         for v in values:
