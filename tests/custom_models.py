@@ -54,13 +54,37 @@ def not_a_network(n_in, n_out, key):
 
 
 def blobs():
-    """Two Gaussian blobs in 5-D, 200 training and 100 held-out examples, integer labels."""
+    """Two Gaussian blobs in 5-D, 225 training and 75 held-out examples, integer labels."""
     import numpy as np
 
     rng = np.random.default_rng(0)
     y = np.arange(300) % 2
     x = rng.standard_normal((300, 5)) + 2.0 * y[:, None]
-    return x[:200], y[:200], x[200:], y[200:]
+    return x[:225], y[:225], x[225:], y[225:]
+
+
+def eqx_conv(n_in, n_out, key):
+    """An Equinox module on images [B, H, W, C]: a 3x3 convolution (per example, vmapped), tapped on the
+    batch, then a linear read-out."""
+    import equinox as eqx
+
+    h, w, c = n_in
+
+    class Net(eqx.Module):
+        conv: eqx.nn.Conv2d
+        out: eqx.nn.Linear
+
+        def __init__(self, key):
+            k1, k2 = jax.random.split(key)
+            self.conv = eqx.nn.Conv2d(c, 4, 3, padding=1, key=k1)
+            self.out = eqx.nn.Linear(h * w * 4, n_out, key=k2)
+
+        def __call__(self, x):  # [B, H, W, C]
+            z = jax.vmap(self.conv)(jnp.moveaxis(x, -1, 1))  # [B, 4, H, W]
+            z = vgrun.tap("conv", jnp.tanh(z))
+            return jax.vmap(self.out)(z.reshape(len(x), -1))
+
+    return Net(key)
 
 
 def conv_pair(n_in, n_out, key):
@@ -75,5 +99,20 @@ def conv_pair(n_in, n_out, key):
         z = jax.lax.conv_general_dilated(x, params["conv"], (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
         z = vgrun.tap("conv", jnp.tanh(z))
         return z.reshape(len(x), -1) @ params["out"]
+
+    return init, apply
+
+
+def flat_pair(n_in, n_out, key):
+    """An (init, apply) pair on any example shape: flattened, one tanh layer tapped, a linear read-out."""
+    size = int(jnp.prod(jnp.array(n_in)))
+
+    def init(key):
+        k1, k2 = jax.random.split(key)
+        return {"a": jax.random.normal(k1, (size, 32)) / jnp.sqrt(size), "b": jax.random.normal(k2, (32, n_out)) / 6}
+
+    def apply(params, x):
+        h = vgrun.tap("h", jnp.tanh(x.reshape(len(x), -1) @ params["a"]))
+        return h @ params["b"]
 
     return init, apply

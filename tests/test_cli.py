@@ -38,8 +38,8 @@ def test_run_writes_a_complete_run_folder_under_the_working_directory(tmp_path):
     assert env["command"] == "vgrun " + " ".join([*SMALL, "act=sigmoid"])
     config = summary["config"]  # what applies to an MLP on the digits, with the digits' real sizes
     assert "doya" not in config and "seq_len" not in config and "forget_bias" not in config["model"]
-    assert config["data"] == {"name": "digits", "test_frac": 0.25, "inputs": "raw", "input_scale": 1.0, "n_in": 64,
-                              "n_out": 10}
+    assert config["data"] == {"name": "digits", "test_frac": 0.25, "inputs": "raw", "input_scale": 1.0, "images": False,
+                              "n_in": 64, "n_out": 10}
     assert summary["timing"]["compile_s"] > 0
     traces = vgrun.load_run(run)
     assert len(traces) == 20 * 4 and {"step", "layer", "delta", "grad_w", "act", "depth", "run"} <= set(traces)

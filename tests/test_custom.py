@@ -31,17 +31,25 @@ def test_a_flax_nnx_module_with_batch_statistics_trains_and_carries_them(tmp_pat
     folder = vgrun.save(run, tmp_path / "run")
     frame = vgrun.load_run(folder)
     assert sorted(frame["layer"].unique()) == [0, 1, 2]
+    leaves = vgrun.load_run(folder, "leaves")  # each parameter leaf by module path, at every traced step
+    assert list(leaves["leaf"][:3]) == ["a/bias", "a/kernel", "b/bias"] and leaves["layer"][1] == "a"
+    assert len(leaves) == 3 * 10 and (leaves["grad"] > 0).all()
+    kernel = leaves[leaves["leaf"] == "a/kernel"]["weight"].to_numpy()
+    assert kernel[0] != kernel[-1]  # trained
 
 
 def test_image_batches_reach_a_convolution_and_custom_arrays_load():
-    cfg = vgrun.compose(["model=custom", "model.target=custom_models:conv_pair", "data.images=true", "steps=10",
-                         "chunks=1", "trace_every=10"])
+    """An Equinox module with a convolution: trained a step per call (vgrun.training.program.HostChunk)."""
+    cfg = vgrun.compose(["model=custom", "model.target=custom_models:eqx_conv", "data.images=true", "steps=10",
+                         "chunks=2", "trace_every=5"])
     run = vgrun.train(cfg)
     assert run.result.problem.x_shape == (8, 8, 1) and run.cfg.depth == 1
-    assert np.isfinite(run.result.traces.delta).all()
+    assert run.names["leaves"] == ["conv/weight", "conv/bias", "out/weight", "out/bias"]
+    assert run.result.traces.delta.shape == (2, 2) and np.isfinite(run.result.traces.delta).all()
+    assert run.result.metrics["loss"].shape == (10,) and np.isfinite(run.result.metrics["test_loss"][[0, 5]]).all()
 
     from vgrun.config.schema import DataConfig
     from vgrun.data.datasets import custom
 
     data = custom(DataConfig(name="custom", target="custom_models:blobs"))
-    assert data.classify and data.n_out == 2 and data.x_train.shape == (200, 5) and data.y_test.dtype == np.int32
+    assert data.classify and data.n_out == 2 and data.x_train.shape == (225, 5) and data.y_test.dtype == np.int32

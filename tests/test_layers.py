@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # bottom to top: a layer may import its own modules and those of the layers before it
-LAYERS = ("config", "probes", "nn", "data", "training", "science", "io", "viz", "sweeps", "cli")
-FLAT = {"vgrun": len(LAYERS), "vgrun.api": len(LAYERS)}  # the public API stands on top of everything
+LAYERS = ("config", "probes", "nn", "zoo", "data", "training", "science", "io", "viz", "sweeps", "cli")
+FLAT = {"vgrun": len(LAYERS), "vgrun.api": len(LAYERS), "vgrun.recorder": len(LAYERS)}  # the public API stands on top of everything
 PLUGINS = len(LAYERS)  # hydra_plugins: thin, on top (they may import any layer)
 
 

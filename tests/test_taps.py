@@ -173,3 +173,33 @@ def test_sites_are_found_in_the_order_they_run_and_bad_taps_are_named():
     assert [s.size for s in sites(scanned, params, jnp.ones((2, 4)))] == [2, 1]
     with pytest.raises(TypeError, match="index= and size="):
         sites(lambda x: vgrun.tap("h", x, index=0), jnp.ones(3))
+
+
+def test_a_loop_of_one_s_own_is_recorded_as_a_run_folder(tmp_path):
+    """vgrun.Recorder: the diagnosis, load_run and load_table read what a plain JAX loop measured."""
+    params = stack_params(jax.random.PRNGKey(10), depth=6)
+    x = jax.random.normal(jax.random.PRNGKey(11), (16, 4))
+    y = jax.random.normal(jax.random.PRNGKey(12), (16, 3))
+    traced = vgrun.traced_value_and_grad(mse(unrolled))
+    traced_step, plain_step = jax.jit(traced), jax.jit(jax.value_and_grad(mse(unrolled)))
+    rec = vgrun.Recorder(tmp_path / "mine", every=5, baseline=float(jnp.mean(jnp.sum((y - y.mean(0)) ** 2, -1))))
+    first = None
+    for step in range(20):
+        if rec.traced(step):
+            loss, grads, trace = traced_step(params, x, y)
+            first = trace if first is None else first
+        else:
+            (loss, grads), trace = plain_step(params, x, y), None
+        rec.log(step, loss, trace)
+        params = jax.tree_util.tree_map(lambda p, g: p - 0.05 * g, params, grads)
+    summary = rec.close(test=(float(loss), float("nan")), names=traced)
+    assert summary["layers"] == ["z[0]", "z[1]", "z[2]", "z[3]", "z[4]", "z[5]", "out"]
+    d = summary["diagnosis"]
+    assert d["ratio_first_last_init"] == pytest.approx(float(first.delta[0] / first.delta[5]), rel=1e-6)
+    assert d["verdict"] in ("vanishing", "healthy", "exploding", "not learning")
+    frame = vgrun.load_run(tmp_path / "mine")
+    assert len(frame) == 4 * 7 and frame["delta"].iloc[0] == pytest.approx(float(first.delta[0]))
+    assert set(vgrun.load_run(tmp_path / "mine", "leaves")["leaf"]) == {"out", "w"}
+    assert vgrun.load_table([str(tmp_path / "mine")])["verdict"][0] == d["verdict"]
+    with pytest.raises(ValueError, match="expected step 20"):
+        rec.log(21, 0.0)

@@ -83,20 +83,25 @@ def test_schedules_run(schedule):
     assert run(small(optimizer=OptimizerConfig(schedule=schedule, warmup_steps=5))).status == "completed"
 
 
+def data_config(name, **kw):
+    """The dataset `name`'s config; data=custom's arrays from tests/custom_models.py."""
+    return DataConfig(name=name, target="custom_models:blobs" if name == "custom" else None, **kw)
+
+
 @pytest.mark.parametrize("name", DATASETS)
 def test_datasets_have_a_held_out_split(name):
-    d = datasets.load(DataConfig(name=name))
+    d = datasets.load(data_config(name))
     assert len(d.x_test) > 0 and len(d.x_train) > 2 * len(d.x_test)
     assert d.x_train.shape[1] == d.x_test.shape[1]
-    assert run(small(data=DataConfig(name=name))).status == "completed"
+    assert run(small(data=data_config(name))).status == "completed"
 
 
 @pytest.mark.parametrize("name", DATASETS)
 def test_inputs_standardized_and_scaled(name):
     """data.inputs=standardize: zero mean and unit variance per feature over the training set (a
     constant feature stays 0), the held-out set shifted and scaled by the same numbers; then input_scale."""
-    raw = datasets.load(DataConfig(name=name))
-    std = datasets.load(DataConfig(name=name, inputs="standardize", input_scale=3.0))
+    raw = datasets.load(data_config(name))
+    std = datasets.load(data_config(name, inputs="standardize", input_scale=3.0))
     mean, sd = raw.x_train.mean(0), raw.x_train.std(0)
     live = sd > 0
     np.testing.assert_allclose(std.x_train.mean(0), 0, atol=1e-5)

@@ -22,6 +22,7 @@ class Run:
 
     cfg: object
     results: list
+    names: dict | None = None  # a custom network's: {"layers": its traced layers, "leaves": its parameter leaves}
 
     @property
     def recurrent(self) -> bool:
@@ -63,7 +64,8 @@ def train(cfg, on_chunk=None) -> Run:
     if cfg.model.name == "custom":  # its layers are its taps: known once it is built
         from vgrun.training.program import resolve
 
-        cfg, _ = resolve(cfg)
+        cfg, names = resolve(cfg)
+        return Run(cfg, loop.run_members(cfg, [hyper.values(cfg)] * cfg.seeds, on_chunk=on_chunk), names)
     return Run(cfg, loop.run_members(cfg, [hyper.values(cfg)] * cfg.seeds, on_chunk=on_chunk))
 
 
@@ -82,7 +84,7 @@ def save(run: Run, folder) -> Path:
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    summary = {"steps": run.cfg.steps, "config": store.config_dict(run.cfg)}
+    summary = {"steps": run.cfg.steps, "config": store.config_dict(run.cfg), **(run.names or {})}
     summary, med = record.write(run.cfg, run.results, folder, summary, run.recurrent)
     store.write_summary(folder, summary)
     run_figure(folder / "gradient_flow.png", run.cfg, run.results, med.traces)

@@ -166,7 +166,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
         return run_doya(cfg, run_dir, t_start, stop)
     from vgrun.training.program import resolve
 
-    cfg, names = resolve(cfg)  # a custom model's layers are its taps: known once it is built
+    cfg, names = resolve(cfg)  # a custom model's layers are its taps, and its leaves: known once it is built
 
     from vgrun.config import hyper
     from vgrun.io import record, store, stream
@@ -177,7 +177,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
 
     start = resumable(cfg, run_dir)
     summary = {"status": "running", "steps": cfg.steps, "steps_done": 0, "config": store.config_dict(cfg),
-               "process": store.process(), **({"layers": names} if names else {})}
+               "process": store.process(), **names}
     store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
     recurrent = cfg.model.name in RECURRENT
     done = vectorize.take(run_dir)  # trained already, with other jobs in one vmapped program

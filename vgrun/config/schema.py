@@ -17,31 +17,7 @@ from vgrun.config.names import (ACTS, BLOCKS, DATA, DTYPES, INIT_NAMES, MODELS, 
 from vgrun.config.names import DEVICES, GRADIENT_FREE, INPUTS, PRETRAIN, TASK_MIN_LEN
 
 
-UNKNOWN = object()  # the value of a key that does not exist
-
-
-class ConfigError(ValueError):
-    """A bad config value: `key`, the `value` given and what would be valid. Given the valid
-    `choices`, the message names the one closest to the bad value, or to an unknown key."""
-
-    def __init__(self, key: str, value, valid: str, choices=()):
-        self.key, self.value, self.valid = key, value, valid
-        hint = did_you_mean(key if value is UNKNOWN else value, choices)
-        if value is UNKNOWN:
-            super().__init__(f"unknown key {key!r}; {hint}expected {valid}")
-        else:
-            super().__init__(f"{key}={value!r} is not valid; {hint}expected {valid}")
-
-
-def did_you_mean(given, choices) -> str:
-    """The words "did you mean 'sigmoid'? " for the choice closest to a misspelt name (difflib); or none."""
-    import difflib
-
-    if not isinstance(given, str) or not choices:
-        return ""
-    ratios = {str(c): difflib.SequenceMatcher(None, given, str(c)).ratio() for c in choices}
-    best = max(ratios, key=ratios.get)  # ties: the first listed (he2051: he2015, not he2016)
-    return f"did you mean {best!r}? " if ratios[best] >= 0.6 else ""  # 0.6: difflib.get_close_matches' cutoff
+from vgrun.config.errors import UNKNOWN, ConfigError, did_you_mean  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -233,8 +209,12 @@ def validate(cfg: Config) -> Config:
     recurrent, sequential = cfg.model.name in RECURRENT, cfg.data.name in TASKS
     if recurrent and not sequential:
         raise ConfigError("data", cfg.data.name, f"a sequence task for model={cfg.model.name}: " + ", ".join(TASKS))
-    if sequential and not recurrent:
-        raise ConfigError("model", cfg.model.name, f"a recurrent model for data={cfg.data.name}: " + ", ".join(RECURRENT))
+    if sequential and not recurrent and cfg.model.name != "custom":
+        raise ConfigError("model", cfg.model.name, f"a recurrent model (or custom) for data={cfg.data.name}: "
+                          + ", ".join(RECURRENT))
+    if sequential and cfg.model.name == "custom" and cfg.data.name == "copy":
+        raise ConfigError("data", cfg.data.name, "a task read out at its last step with model=custom: "
+                          + ", ".join(t for t in TASKS if t != "copy"))
     if sequential and cfg.seq_len < TASK_MIN_LEN[cfg.data.name]:
         shortest = TASK_MIN_LEN[cfg.data.name]
         raise ConfigError("seq_len", cfg.seq_len, f"an integer >= {shortest} for data={cfg.data.name}")

@@ -43,7 +43,7 @@ def load(key: str, target, arity: int):
     import importlib
     import inspect
 
-    from vgrun.config.schema import ConfigError
+    from vgrun.config.errors import ConfigError
 
     module, attr = split(target)
     if not module:

@@ -29,7 +29,7 @@ class Problem(NamedTuple):
     loss_and_acc: Callable  # (y_pred, y) -> (loss, accuracy; NaN for regression)
     baseline: float  # loss of the best constant (or memoryless) answer
     seq_steps: int  # time steps of an input sequence (0 for feed-forward data)
-    x_shape: tuple = ()  # one example's input shape, where it is not (n_in,): images [H, W, C]
+    x_shape: tuple = ()  # one example's input shape, where it is not (n_in,): images [H, W, C], sequences [T, n_in]
 
 
 def _loss_fn(classify: bool, dtype):
@@ -78,8 +78,9 @@ def from_task(cfg, dtype) -> Problem:
         return x, (y if classify else y.astype(dtype))
 
     n_out_steps = stop - start if task.kind == "classify_seq" else 1
+    steps = task.length(cfg.seq_len)
     return Problem(task.n_in, task.n_out, n_out_steps, arrays, sample, _loss_fn(classify, dtype),
-                   task.baseline(cfg.seq_len), task.length(cfg.seq_len))
+                   task.baseline(cfg.seq_len), steps, (steps, task.n_in))
 
 
 def make(cfg, dtype) -> Problem:

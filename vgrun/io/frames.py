@@ -86,8 +86,27 @@ def steps_frame(cfg, metrics: dict):
     return frame
 
 
-def run_frames(cfg, metrics: dict, traces, recurrent: bool = False, pretrain=None, histograms=None) -> dict:
-    """The tables of one run (or of one seed: the `seed` column tells them apart) by name.
+def leaves_frame(cfg, traces, names: list[str]):
+    """A custom network's parameter leaves at each traced step: leaf (its module path), layer (the
+    path without the leaf's own name), grad |dL/dW|, weight |W|, update_ratio |dW| / |W|."""
+    n_steps, n_leaves = np.shape(traces.leaf_grad)
+    names = list(names) if names and len(names) == n_leaves else [str(i) for i in range(n_leaves)]
+    frame = pd.DataFrame({
+        "step": np.repeat(np.arange(n_steps) * cfg.trace_every, n_leaves),
+        "leaf": np.tile(names, n_steps),
+        "layer": np.tile([n.rsplit("/", 1)[0] if "/" in n else n for n in names], n_steps),
+        **{f: np.asarray(getattr(traces, f"leaf_{f}")).reshape(-1).astype(np.float64)
+           for f in ("grad", "weight", "update_ratio")},
+    })
+    for k, v in config_columns(cfg).items():
+        frame[k] = v
+    return frame
+
+
+def run_frames(cfg, metrics: dict, traces, recurrent: bool = False, pretrain=None, histograms=None,
+               leaves=None) -> dict:
+    """The tables of one run (or of one seed: the `seed` column tells them apart) by name;
+    a custom network's (its traces a LeafTrace) also `leaves`, its parameter leaves named `leaves`.
 
     Every row has a `phase`: "train", or with pretraining (`pretrain`, a PretrainLog)
     "pretrain" (its rows first, at negative steps) and "finetune"."""
@@ -105,6 +124,9 @@ def run_frames(cfg, metrics: dict, traces, recurrent: bool = False, pretrain=Non
             tables[name] = pd.concat([rows, tables[name]], ignore_index=True)
     if histograms is not None:
         tables["histograms"] = histogram_frame(cfg, histograms)
+    if hasattr(traces, "leaf_grad"):
+        tables["leaves"] = leaves_frame(cfg, traces, leaves)
+        tables["leaves"]["phase"] = "train"
     return tables
 
 

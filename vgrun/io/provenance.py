@@ -96,7 +96,7 @@ def config_dict(cfg, problem=None) -> dict:
             full["data"]["seq_steps"] = problem.seq_steps
     if cfg.pretrain.name == "none":
         full["pretrain"] = {"name": "none"}
-    if name not in RECURRENT:
+    if name not in RECURRENT and not (name == "custom" and problem is not None and problem.seq_steps):
         del full["seq_len"]
     if cfg.norm != "batchnorm" or name == "custom":
         del full["bn_momentum"]

@@ -108,7 +108,7 @@ def write(cfg, results: list, run_dir: Path, summary: dict, recurrent: bool):
     for i, r in enumerate(results):
         c = dataclasses.replace(cfg, seed=cfg.seed + i)
         for name, frame in run_frames(c, r.metrics, r.traces, recurrent, pretrain=r.pretrain,
-                                      histograms=r.histograms).items():
+                                      histograms=r.histograms, leaves=summary.get("leaves")).items():
             frames.setdefault(name, []).append(frame)
     import pandas as pd
 

@@ -129,7 +129,7 @@ def exists(run_dir) -> bool:
 
 def load(run_dir) -> Partial:
     """What a run streamed: every chunk up to the last one whose state was written."""
-    from vgrun.probes.layers import Trace
+    from vgrun.probes.layers import LeafTrace, Trace
     from vgrun.probes.time import TimeTrace
 
     folder = Path(run_dir) / PARTIAL
@@ -138,7 +138,7 @@ def load(run_dir) -> Partial:
         leaves = [s[f"leaf_{i}"] for i in range(sum(k.startswith("leaf_") for k in s.files))]
         ends, status = [int(e) for e in s["ends"]], [str(x) for x in s["status"]]
         tests = [tuple(float(v) for v in t) if ok else None for t, ok in zip(s["tests"], s["tested"])]
-    kinds = {"Trace": Trace, "TimeTrace": TimeTrace}
+    kinds = {"Trace": Trace, "TimeTrace": TimeTrace, "LeafTrace": LeafTrace}
     metrics, traces, hists = [], [], []
     if (folder / "start.npz").exists():
         with np.load(folder / "start.npz") as h:

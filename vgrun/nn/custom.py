@@ -1,10 +1,11 @@
 """A researcher's own network as a vgrun Model: `model=custom model.target=PKG.MODULE:FACTORY`.
 
-FACTORY(n_in, n_out, key) returns one of (n_in: the input size, or for images their shape (H, W, C))
+FACTORY(n_in, n_out, key) returns one of (n_in: the input size; for images and sequences, one
+example's shape: (H, W, C), (T, features))
 - an `(init, apply)` pair: init(key) -> params (or the params themselves), apply(params, x) -> y;
 - a Flax NNX module (its nnx.Param leaves are trained; batch statistics and other state are carried);
 - an Equinox module (its inexact array leaves are trained; the rest is static),
-whose call maps a batch x [B, n_in] (images: [B, H, W, C]) to y [B, n_out]. The layers vgrun traces are the module's taps
+whose call maps a batch x [B, n_in] (images: [B, H, W, C]; sequences: [B, T, features]) to y [B, n_out]. The layers vgrun traces are the module's taps
 (`vgrun.tap`), in the order they run, and last the network's output (the row named "output");
 without taps vgrun traces the output alone and says so. Per-layer weight statistics do not
 exist for such a model (taps are activations, not weights): those trace fields are NaN.
@@ -21,7 +22,7 @@ from vgrun.config import targets
 from vgrun.config.schema import ConfigError
 from vgrun.nn.model import Model
 from vgrun.probes import taps
-from vgrun.probes.layers import Trace
+from vgrun.probes.layers import LeafTrace, safe_norm
 
 OUTPUT = "output"  # the last traced row: the network's output y
 
@@ -75,10 +76,12 @@ def adapt(factory: Callable, n_in: int, n_out: int, dtype, key, target: str) -> 
     if kind == "equinox":
         import equinox as eqx
 
-        _, static = eqx.partition(built, eqx.is_inexact_array)
+        first, static = eqx.partition(built, eqx.is_inexact_array)
+        shape = jax.tree_util.tree_structure(first)  # a factory may define its class anew on every call
 
         def init(k):
-            return cast(eqx.partition(factory(n_in, n_out, k), eqx.is_inexact_array)[0]), ()
+            params = eqx.partition(factory(n_in, n_out, k), eqx.is_inexact_array)[0]
+            return cast(jax.tree_util.tree_unflatten(shape, jax.tree_util.tree_leaves(params))), ()
 
         return Net(init, lambda p, s, x, train: (eqx.combine(p, static)(x), s), kind)
     raise ConfigError("model.target", target, "a factory returning an (init, apply) pair, a Flax NNX module or an "
@@ -91,7 +94,7 @@ def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Mod
     target = cfg.model.target
     factory = targets.load("model.target", target, 3)
     x_shape = x_shape or (cfg.batch_size, n_in)
-    n_in = tuple(x_shape[1:]) if len(x_shape) > 2 else n_in  # images: the factory gets (H, W, C)
+    n_in = tuple(x_shape[1:]) if len(x_shape) > 2 else n_in  # images, sequences: the factory gets their shape
     net = adapt(factory, n_in, n_out, dtype, jax.random.PRNGKey(0), target)
     params, state = jax.eval_shape(net.init, jax.random.PRNGKey(0))
 
@@ -100,8 +103,8 @@ def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Mod
         return taps.tap(OUTPUT, y), state
 
     try:
-        y = jax.eval_shape(lambda p, s, x: net.apply(p, s, x, True)[0], params, state,
-                           jax.ShapeDtypeStruct(x_shape, dtype))
+        program = jax.make_jaxpr(lambda p, s, x: net.apply(p, s, x, True)[0], return_shape=True)
+        jaxpr, y = program(params, state, jax.ShapeDtypeStruct(x_shape, dtype))
     except Exception as e:  # the user's code: any error is a bad target
         raise ConfigError("model.target", target, f"a network that maps a batch {list(x_shape)} "
                                                   f"(it raised {type(e).__name__}: {e})") from None
@@ -118,12 +121,16 @@ def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Mod
             y, state = taps.probed(run, probes)(params, state, x, train)
         return y, state, {}
 
-    def trace(grads, probe_grads, params, updates, measured, batch, update_norms=None) -> Trace:
+    def trace(grads, probe_grads, params, updates, measured, batch, update_norms=None) -> LeafTrace:
         rows = taps.site_rows(found, probe_grads)  # [n_rows, SITE_FIELDS]
         nan = jnp.full((n_rows,), jnp.nan, rows.dtype)
         hidden = jnp.concatenate([rows[:-1], jnp.full((1, rows.shape[1]), jnp.nan, rows.dtype)])
-        return Trace(grad_w=nan, grad_b=nan, delta=rows[:, 0], stream=nan, weight=nan, update_ratio=nan,
-                     act_mean=hidden[:, 1], act_std=hidden[:, 2], saturated=nan)
+        norms = [jnp.stack([safe_norm(v).astype(rows.dtype) for v in jax.tree_util.tree_leaves(t)])
+                 for t in (grads, params, updates)]
+        return LeafTrace(grad_w=nan, grad_b=nan, delta=rows[:, 0], stream=nan, weight=nan, update_ratio=nan,
+                         act_mean=hidden[:, 1], act_std=hidden[:, 2], saturated=nan, leaf_grad=norms[0],
+                         leaf_weight=norms[1], leaf_update_ratio=norms[2] / norms[1])
 
     return Model(net.init, apply, lambda: taps.zero_probes(found, dtype), n_rows, recurrent=False, trace=trace,
-                 names=taps.row_names(found))
+                 names=taps.row_names(found), stepped="conv_general_dilated" in str(jaxpr),
+                 leaves=taps.leaves(params)[0])

@@ -20,6 +20,8 @@ class Model(NamedTuple):
     trace: (grads, probe_grads, params, updates, measured, batch) -> Trace, for a model whose
         parameters are not vgrun's {inp, hid, out} tree (`vgrun.nn.custom`); None: vgrun's own
     names: the traced layers' names, where they have names of their own (a custom model's taps)
+    stepped: trained a step per call from the host, not in a scan (a convolution: see
+        vgrun.training.program.HostChunk)
     """
 
     init: Callable
@@ -29,3 +31,5 @@ class Model(NamedTuple):
     recurrent: bool
     trace: Callable | None = None
     names: list | None = None
+    stepped: bool = False
+    leaves: list | None = None  # a custom model's parameter leaves by module path ("layers/0/kernel"), pytree order

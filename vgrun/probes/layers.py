@@ -33,6 +33,24 @@ class Trace(NamedTuple):
     saturated: jax.Array  # share of units with |phi'(z_l)| < sat_tol * sup|phi'| on every example
 
 
+class LeafTrace(NamedTuple):
+    """One traced step of a network of one's own (`vgrun.nn.custom`): Trace's fields per traced
+    layer (its taps, then the output) [L], and per parameter leaf [P], in pytree order."""
+
+    grad_w: jax.Array
+    grad_b: jax.Array
+    delta: jax.Array
+    stream: jax.Array
+    weight: jax.Array
+    update_ratio: jax.Array
+    act_mean: jax.Array
+    act_std: jax.Array
+    saturated: jax.Array
+    leaf_grad: jax.Array  # [P] |dL/dW| of each parameter leaf
+    leaf_weight: jax.Array  # [P] |W|
+    leaf_update_ratio: jax.Array  # [P] |W(t+1) - W(t)| / |W(t)|
+
+
 def safe_norm(x: jax.Array, axis=None) -> jax.Array:
     """Euclidean norm that does not underflow or overflow, in one pass where that is exact.
 

@@ -25,7 +25,7 @@ from vgrun.probes.layers import Trace
 from vgrun.training.cache import ProgramCache
 from vgrun.training.cores import lowest_priority
 from vgrun.training.backend import use_dtype
-from vgrun.training.program import Carry, Program, is_recurrent, make_train
+from vgrun.training.program import Carry, HostChunk, Program, is_recurrent, make_train
 
 
 class Result(NamedTuple):
@@ -59,11 +59,17 @@ def compile_side_by_side(prog: Program, key, hp) -> list:
 
     shapes = jax.eval_shape(prog.init_jit, key, hp)
     d = prog.problem.arrays
-    lowered = [prog.chunk.lower(shapes, d), prog.init_jit.lower(key, hp), prog.evaluate.lower(shapes, d)]
+    stepped = isinstance(prog.chunk, HostChunk)
+    chunk = prog.chunk.lower(shapes, d) if stepped else [prog.chunk.lower(shapes, d)]
+    lowered = [*chunk, prog.init_jit.lower(key, hp), prog.evaluate.lower(shapes, d)]
     if prog.histogram is not None:
         lowered.append(prog.histogram.lower(shapes, d))
-    chunk, init, evaluate, *histogram = compile_all(lowered)  # longest first
-    return [init, chunk, evaluate, histogram[0] if histogram else None]
+    done = compile_all(lowered)  # longest first
+    chunk, (init, evaluate, *histogram) = done[: len(chunk)], done[len(chunk):]
+    if stepped:  # the held-out evaluation before each chunk, as the scanned chunk's own
+        steps = prog.chunk.bind(*chunk)
+        chunk = [lambda carry, a: steps(carry, a, evaluate(carry, a))]
+    return [init, chunk[0], evaluate, histogram[0] if histogram else None]
 
 
 def run_members(cfg, hps: list[dict], problem: Problem | None = None, keys=None, on_chunk=None,

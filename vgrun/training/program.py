@@ -51,15 +51,15 @@ class Program(NamedTuple):
 
 
 def resolve(cfg) -> tuple:
-    """(cfg, layer names) as they apply to a custom model (model=custom): depth = its traced layers
-    less the output, names those of its taps' rows (`vgrun.nn.custom`); other models: (cfg, None).
-    Raises ConfigError for a bad model.target."""
+    """(cfg, names) as they apply to a custom model (model=custom): depth = its traced layers less
+    the output; names: {"layers": its taps' rows and "output", "leaves": its parameter leaves}
+    (`vgrun.nn.custom`). Other models: (cfg, {}). Raises ConfigError for a bad model.target."""
     import dataclasses
 
     if cfg.model.name != "custom":
-        return cfg, None
+        return cfg, {}
     model = make_model(cfg, make_problem(cfg, jnp.dtype(cfg.dtype)))
-    return dataclasses.replace(cfg, depth=model.n_layers - 1), model.names
+    return dataclasses.replace(cfg, depth=model.n_layers - 1), {"layers": model.names, "leaves": model.leaves}
 
 
 def n_chunks_for(steps: int, trace_every: int, wanted: int) -> int:
@@ -98,6 +98,46 @@ def make_chunk(step, evaluate, every: int, chunk_steps: int, dtype) -> Callable:
     return chunk
 
 
+class HostChunk:
+    """A chunk stepped from the host, for a custom network: the same steps and outputs as
+    `make_chunk`'s, each step its own call of a jitted program instead of a `lax.scan` body.
+    XLA:CPU runs a convolution inside any loop, even of one trip, ~10x slower than outside one
+    (1.8 against 21 steps/s for res20 on 8x8 digits; jax-ml/jax#12868, benchmarks/README.md),
+    and a call costs well under a convolutional step. `lower` gives the programs to compile;
+    `bind` the chunk that runs them."""
+
+    def __init__(self, traced: Callable, plain: Callable, every: int, chunk_steps: int, dtype):
+        self.traced, self.plain, self.every, self.chunk_steps, self.dtype = traced, plain, every, chunk_steps, dtype
+
+    def lower(self, carry, a) -> list:
+        return [self.traced.lower(carry, a), self.plain.lower(carry, a)]
+
+    def bind(self, traced, plain) -> Callable:
+        """chunk(carry, arrays, test) -> (carry, (metrics, trace)) with the compiled steps; test: the
+        held-out loss and accuracy before the chunk's first step (as make_chunk's)."""
+        every, n, dtype = self.every, self.chunk_steps, self.dtype
+
+        def chunk(carry, a, test):
+            metrics, traces = [], []
+            for i in range(n):
+                if i % every == 0:
+                    carry, m, t = traced(carry, a)
+                    traces.append(t)
+                else:
+                    carry, m = plain(carry, a)
+                metrics.append(m)
+            stack = lambda *v: jnp.stack(v)  # noqa: E731
+            metrics = jax.tree_util.tree_map(stack, *metrics)  # [n] each (members: [n_members, n])
+            axis = metrics["loss"].ndim - 1
+            metrics = jax.tree_util.tree_map(lambda v: jnp.moveaxis(v, 0, axis), metrics)
+            nan = jnp.full(test[0].shape + (n - 1,), jnp.nan, dtype)
+            metrics["test_loss"], metrics["test_acc"] = (jnp.concatenate([t[..., None], nan], -1) for t in test)
+            trace = jax.tree_util.tree_map(lambda *v: jnp.moveaxis(jnp.stack(v), 0, axis), *traces)
+            return carry, (metrics, trace)
+
+        return chunk
+
+
 def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program:
     """The jitted programs of one job; with members > 1, of n jobs that differ only in
     vector keys (vgrun.config.hyper), vmapped: init takes keys [n] and hp values [n] each."""
@@ -106,10 +146,13 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
         raise RuntimeError("dtype=float64 needs float64 switched on first: vgrun.training.backend.use_dtype")
     problem = problem or make_problem(cfg, dtype)
 
+    # a custom network reads no hyperparameter of vgrun's: built once (its factory runs, its taps are counted)
+    custom = make_model(cfg, problem) if cfg.model.name == "custom" else None
+
     def build(hp):
         """Model and optimizer for these hyperparameter values (traced scalars): cheap closures."""
         c = hyper.with_values(cfg, hp)
-        return make_model(c, problem, cfg.diagnosis.sat_tol), optim.make(c.optimizer, cfg.steps)
+        return custom or make_model(c, problem, cfg.diagnosis.sat_tol), optim.make(c.optimizer, cfg.steps)
 
     n_chunks = n_chunks_for(cfg.steps, cfg.trace_every, cfg.chunks)
     chunk_steps = cfg.steps // n_chunks
@@ -138,9 +181,15 @@ def make_train(cfg, problem: Problem | None = None, members: int = 1) -> Program
     init_jit = jax.jit(lift(init, 0))
     default_hp = hyper.values(cfg)
     histogram = make_histogram(cfg, problem, build)
+    if custom is not None and custom.stepped:  # a convolution: stepped from the host (HostChunk)
+        jitted = [jax.jit(lift(f, (0, None)), donate_argnums=0) for f in
+                  (lambda c, a: step(c, a, True), lambda c, a: step(c, a, False)[:2])]
+        run_chunk = HostChunk(*jitted, cfg.trace_every, chunk_steps, dtype)
+    else:
+        run_chunk = jax.jit(lift(chunk, (0, None)), donate_argnums=0)
     return Program(
         init=lambda key, hp=None: init_jit(key, default_hp if hp is None else hp),
-        chunk=jax.jit(lift(chunk, (0, None)), donate_argnums=0),
+        chunk=run_chunk,
         evaluate=jax.jit(lift(evaluate, (0, None))),
         train=jax.jit(lift(train, (0, 0, None))),
         problem=problem,

@@ -133,12 +133,14 @@ def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: 
         f"final, {seeds}train loss {value('train_loss', _e)}, train acc {value('train_acc', percent)}, "
         f"held-out loss {value('test_loss', _e)}, held-out acc {value('test_acc', percent)}   "
         f"[dim]({summary['steps_done']}/{summary['steps']} steps, status {summary['status']}; "
-        f"compile {t['compile_s']:.2f} s, {t['steps_per_s']:.0f} steps/s)[/]"
+        + (f"compile {t['compile_s']:.2f} s, " if t.get("compile_s") is not None else "")
+        + f"{t['steps_per_s']:.0f} steps/s)[/]"
     )
     console.print(time_panel(summary) if recurrent else verdict_panel(summary))
     files = "summary.json, report.txt, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent \
         else "summary.json, report.txt, traces.parquet, steps.parquet, gradient_flow.png" + (
-            ", histograms.parquet, histograms.png" if cfg.histograms else "")
+            ", histograms.parquet, histograms.png" if cfg.histograms else "") + (
+            ", leaves.parquet" if summary.get("leaves") else "")
     console.print(f"files: [bold]{run_dir}[/] ({files})", soft_wrap=True)  # piped: the path stays whole
 
 
