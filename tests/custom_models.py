@@ -116,3 +116,11 @@ def flat_pair(n_in, n_out, key):
         return h @ params["b"]
 
     return init, apply
+
+
+def untapped(n_in, n_out, key):
+    """An (init, apply) pair without a single tap."""
+    def init(key):
+        return {"w": jax.random.normal(key, (n_in, n_out)) / jnp.sqrt(n_in)}
+
+    return init, lambda p, x: jnp.tanh(x) @ p["w"]

@@ -67,6 +67,7 @@ TABLE = [
     (["model=custom", "model.target=custom_models:not_a_network"], 2, ["model.target", "(init, apply)", "int"]),
     (["model=custom", "model.target=custom_models:wrong_shape"], 2, ["model.target", "[128, 10]", "[128, 3]"]),
     (["model=custom", "model.target=custom_models:sigmoid_pair", "histograms=true"], 2, ["histograms", "custom"]),
+    (["model=custom", "model.target=custom_models:untapped"], 2, ["model.target", "vgrun.tap", "none ran"]),
     (["model=custom", "model.target=custom_models:flat_pair", "data=copy"], 2, ["data", "copy", "adding"]),
     (["data=custom"], 2, ["data.target", "None", "import path"]),
     (["data.images=true"], 2, ["data.images", "model=custom"]),

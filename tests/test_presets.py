@@ -42,6 +42,8 @@ def test_preset_runs_a_few_steps(preset, tmp_path):
         out = doya.analyze(replace(cfg.doya, n_b=61, gd_steps=4))
         assert out["bistable"]["b_lo"] < out["bistable"]["b_hi"]
         return
-    r = programs.run(cfg)
+    from vgrun.training.program import resolve
+
+    r = programs.run(resolve(cfg)[0])  # a custom network's depth: its taps
     assert r.status in ("completed", "diverged") and len(r.metrics["loss"]) >= 2
     assert np.isfinite(r.traces.delta[0]).all()

@@ -5,10 +5,12 @@ example's shape: (H, W, C), (T, features))
 - an `(init, apply)` pair: init(key) -> params (or the params themselves), apply(params, x) -> y;
 - a Flax NNX module (its nnx.Param leaves are trained; batch statistics and other state are carried);
 - an Equinox module (its inexact array leaves are trained; the rest is static),
-whose call maps a batch x [B, n_in] (images: [B, H, W, C]; sequences: [B, T, features]) to y [B, n_out]. The layers vgrun traces are the module's taps
-(`vgrun.tap`), in the order they run, and last the network's output (the row named "output");
-without taps vgrun traces the output alone and says so. Per-layer weight statistics do not
-exist for such a model (taps are activations, not weights): those trace fields are NaN.
+whose call maps a batch x [B, n_in] (images: [B, H, W, C]; sequences: [B, T, features]) to
+y [B, n_out]. The layers vgrun traces are the module's taps (`vgrun.tap`), in the order they run,
+and last the network's output (the row named "output"). A network without taps is refused (one
+line: there is nothing to judge its output's gradient against). Per-layer weight statistics do
+not exist for it (taps are activations, not weights): those trace fields are NaN, and each
+parameter leaf's norms are traced instead (`LeafTrace`).
 """
 
 from __future__ import annotations
@@ -113,6 +115,9 @@ def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Mod
                                                   f"{[x_shape[0], n_out]} (it returned {list(y.shape)})")
     found = taps.sites(run, params, state, jax.ShapeDtypeStruct(x_shape, dtype), train=True)
     n_rows = sum(s.size for s in found)
+    if n_rows < 2:  # the output alone: nothing to compare it with
+        raise ConfigError("model.target", target, "a network with at least one vgrun.tap(name, x) on its layers' "
+                                                  "activations (none ran)")
 
     def apply(params, state, x, probes=None, train=True, stats=False, **_):
         if probes is None:
