@@ -376,3 +376,13 @@ def test_ctrl_c_keeps_what_every_job_measured_and_the_summary(tmp_path, launcher
             assert "interrupted" in s["error"] and not (d / "steps.parquet").exists()
     assert (sweep / "sweep_summary.md").read_text().startswith("**partial**")
     assert len(pd.read_csv(sweep / "sweep_summary.csv")) == len(jobs)
+
+
+def test_a_fresh_sweep_folder_is_locked_before_hydra_makes_it(tmp_path):
+    from vgrun.sweeps.sweep import LOCK, lock, unlock
+
+    folder = tmp_path / "not" / "yet"
+    lock(folder)  # the callback runs before Hydra makes the sweep's folder
+    assert (folder / LOCK).exists()
+    unlock(folder)
+    assert not (folder / LOCK).exists()

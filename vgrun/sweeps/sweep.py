@@ -172,6 +172,7 @@ def lock(folder: Path) -> None:
     from vgrun.io import store
 
     path = folder / LOCK
+    folder.mkdir(parents=True, exist_ok=True)  # a fresh sweep's folder: Hydra makes it after this callback
     for _ in range(2):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
