@@ -69,6 +69,8 @@ TABLE = [
     (["model=custom", "model.target=custom_models:sigmoid_pair", "histograms=true"], 2, ["histograms", "custom"]),
     (["model=custom", "model.target=custom_models:untapped"], 2, ["model.target", "vgrun.tap", "none ran"]),
     (["model=custom", "model.target=custom_models:flat_pair", "data=copy"], 2, ["data", "copy", "adding"]),
+    (["optimizer.schedule=warmup_cosine", "optimizer.warmup_steps=50", "steps=20"], 2,
+     ["optimizer.warmup_steps", "50", "[0, 20)"]),
     (["data=custom"], 2, ["data.target", "None", "import path"]),
     (["data.images=true"], 2, ["data.images", "model=custom"]),
     # settings the chosen model ignores

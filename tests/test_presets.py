@@ -32,6 +32,7 @@ def test_preset_runs_a_few_steps(preset, tmp_path):
         dcfg = compose("config", overrides=[f"+experiment={preset}", "check=false"])
         if dcfg.model.name != "doya":  # a trained network: a few steps (doya refuses training keys)
             dcfg = compose("config", overrides=[f"+experiment={preset}", "steps=4", "trace_every=2", "chunks=1",
+                                                "optimizer.warmup_steps=2",
                                                 "pretrain.steps=4", "pretrain.log_every=2", "check=false"])
     cfg = validate(OmegaConf.to_object(dcfg))
     if cfg.model.name == "doya":  # not trained: the one-neuron analysis, on a coarse grid

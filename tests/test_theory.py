@@ -99,3 +99,30 @@ def test_deep_tanh_net_decays_at_the_predicted_rate():
     predicted = theory.predict("tanh", 0.5, 0.0)["factor"]
     assert measured == pytest.approx(predicted, rel=0.10)
     assert delta[0] < 1e-3 * delta[-1]  # and it really vanishes
+
+
+def test_isometry_moments_of_linear_networks_are_exact():
+    """Linear layers: mu_1 = mu_2 = 1, so Var(lambda) = L for Gaussian weights and 0 for orthogonal."""
+    from vgrun.science.theory import isometry
+
+    gauss, orth = isometry("linear", 1.0, 0.0, 7, False), isometry("linear", 1.0, 0.0, 7, True)
+    assert gauss["mean"] == pytest.approx(1.0) and gauss["var"] == pytest.approx(7.0)
+    assert orth["var"] == pytest.approx(0.0, abs=1e-9)
+
+
+def test_critical_point_puts_q_star_at_the_chosen_variance_with_chi_one():
+    from vgrun.science.theory import critical_point, predict
+
+    sigma_w2, sigma_b2 = critical_point("tanh", 1 / 64)
+    p = predict("tanh", sigma_w2, sigma_b2)
+    assert p["q_star"] == pytest.approx(1 / 64, rel=1e-6) and p["chi_1"] == pytest.approx(1.0, rel=1e-9)
+
+
+def test_measured_jacobian_spectrum_of_orthogonal_linear_layers_is_one():
+    """An independent check of the measurement: a product of orthogonal matrices is orthogonal."""
+    from vgrun.config.schema import Config, InitConfig
+    from vgrun.science.isometry import measure
+
+    r = measure(Config(act="linear", init=InitConfig(name="orthogonal"), depth=5, width=16), examples=2)
+    assert r["layers"] == 4 and r["measured"]["mean"] == pytest.approx(1.0, rel=1e-4)
+    assert r["measured"]["var"] < 1e-8 and r["predicted"]["var"] == pytest.approx(0.0, abs=1e-9)

@@ -149,6 +149,8 @@ class Config:
     # each chunk's end (histograms.parquet, histograms.png); off by default: its program costs ~1.7 s of compiling
     lesion: bool = False  # mlp / resmlp: after training, the held-out accuracy with each hidden layer (block) deleted
     # in turn (vgrun/science/lesion.py; summary.json's `lesion`)
+    isometry: bool = False  # plain mlp: the squared singular values of the hidden stack's Jacobian at initialization
+    # against the free-probability prediction (vgrun/science/isometry.py; summary.json's `isometry`)
     bn_momentum: float = 0.9  # batchnorm running statistics
     threads: int = 1  # XLA CPU threads; 1 is fastest for small nets (see README)
     device: str = "auto"  # auto (JAX's default backend) | cpu | gpu
@@ -182,6 +184,9 @@ def validate(cfg: Config) -> Config:
                                               "block (He et al.'s 20 and 56 layers with the output: depth=19, 55)")
     _choice("optimizer", cfg.optimizer.name, OPTIMIZERS + GRADIENT_FREE)
     _choice("optimizer.schedule", cfg.optimizer.schedule, SCHEDULES)
+    if cfg.optimizer.schedule == "warmup_cosine" and not 0 <= cfg.optimizer.warmup_steps < cfg.steps:
+        raise ConfigError("optimizer.warmup_steps", cfg.optimizer.warmup_steps,
+                          f"an integer in [0, steps) = [0, {cfg.steps}) with optimizer.schedule=warmup_cosine")
     _choice("data", cfg.data.name, DATA)
     _choice("dtype", cfg.dtype, DTYPES)
     _choice("device", cfg.device, DEVICES)
@@ -229,6 +234,9 @@ def validate(cfg: Config) -> Config:
     if cfg.data.images and (cfg.data.name != "digits" or cfg.model.name != "custom"):
         raise ConfigError("data.images", True, "false, or data=digits with model=custom (a network of one's own "
                                                "that takes [B, 8, 8, 1] images)")
+    if cfg.isometry and (cfg.model.name != "mlp" or cfg.norm != "none" or cfg.depth < 2):
+        raise ConfigError("isometry", True, "false, or model=mlp with norm=none and depth >= 2 (the theory is of "
+                                            "plain random layers)")
     _validate_memory(cfg)
     if cfg.model.name == "custom":
         _validate_custom(cfg)

@@ -101,6 +101,6 @@ def config_dict(cfg, problem=None) -> dict:
     if cfg.norm != "batchnorm" or name == "custom":
         del full["bn_momentum"]
     if name == "custom":  # its own network: vgrun's layer settings do not apply; depth counts its taps
-        for key in ("init", "width", "act", "norm", "pretrain", "lesion", "histograms"):
+        for key in ("init", "width", "act", "norm", "pretrain", "lesion", "histograms", "isometry"):
             del full[key]
     return full

@@ -87,6 +87,10 @@ def write(cfg, results: list, run_dir: Path, summary: dict, recurrent: bool):
                    diagnosis=_diagnosis(cfg, med, recurrent, final))
     if spread is not None:
         summary["final_range"] = spread
+    if getattr(cfg, "isometry", False):  # the Jacobian's spectrum at the run's initial weights
+        from vgrun.science import isometry
+
+        summary["isometry"] = isometry.measure(cfg)
     if getattr(cfg, "lesion", False) and results[0].carry is not None and med.status == "completed":
         from vgrun.science import lesion
 

@@ -33,3 +33,12 @@ def spectral_radius(w: jax.Array) -> jax.Array:
 
 def sigma_max(w: jax.Array) -> jax.Array:
     return spectral(w)[1]
+
+
+def jacobian_gram_eigs(stack, h0: jax.Array) -> jax.Array:
+    """[n, width] eigenvalues of J J^T (the squared singular values of J), J = d stack(h) / dh at
+    each row of h0 [n, width]: `stack` maps one example's hidden state to the last one's."""
+    import jax.numpy as jnp
+
+    j = jax.vmap(jax.jacfwd(stack))(h0)  # [n, width, width]
+    return jnp.linalg.eigvalsh(j @ jnp.swapaxes(j, -1, -2))

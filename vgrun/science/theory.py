@@ -113,3 +113,60 @@ def q_star(act: str, sigma_w2: float, sigma_b2: float) -> float:
 
 def chi_1(act: str, sigma_w2: float, sigma_b2: float) -> float:
     return predict(act, sigma_w2, sigma_b2)["chi_1"]
+
+
+@lru_cache(maxsize=None)
+def _moments(name: str):
+    import jax
+    import jax.numpy as jnp
+
+    from vgrun.nn.activations import ACTIVATIONS
+
+    act = ACTIVATIONS[name]
+
+    @jax.jit
+    def moments(q):
+        h = 2 * Z_MAX / N_GRID
+        z = -Z_MAX + h * (jnp.arange(N_GRID, dtype=jnp.float64) + 0.5)
+        w = jnp.exp(-0.5 * z * z)
+        w = w / w.sum()
+        d2 = act.deriv(jnp.sqrt(q) * z) ** 2
+        return jnp.sum(w * act.fn(jnp.sqrt(q) * z) ** 2), jnp.sum(w * d2), jnp.sum(w * d2 * d2)
+
+    return moments
+
+
+def isometry(act: str, sigma_w2: float, sigma_b2: float, layers: int, orthogonal: bool) -> dict:
+    """The mean and variance of the squared singular values lambda of the input-output Jacobian
+    J = D_L W_L ... D_1 W_1 of `layers` wide layers at initialization, the pre-activations at
+    their fixed point q* (Pennington, Schoenholz & Ganguli 2017, eq. 10-16).
+
+    In the limit of infinite width the layers' factors W_l^T D_l^2 W_l are free, and for free
+    positive elements the mean multiplies and the relative variance Var / mean^2 adds:
+
+        mean(lambda) = chi_1^L,   Var(lambda) / mean^2 = L (mu_2 / mu_1^2 - 1 + v_W),
+
+    with mu_k = E[phi'(sqrt(q*) z)^(2k)], chi_1 = sigma_w^2 mu_1, and v_W the relative variance
+    of W W^T's spectrum: 1 for Gaussian weights (Marchenko-Pastur at ratio 1), 0 for orthogonal
+    ones (the paper's -s_1). So ReLU (mu_2 / mu_1^2 = 2) is never isometric, and tanh
+    (mu_2 / mu_1^2 -> 1 as q* -> 0) is with orthogonal weights only."""
+    import jax
+
+    q = predict(act, sigma_w2, sigma_b2)["q_star"]
+    with jax.enable_x64(True):
+        _, mu1, mu2 = (float(v) for v in _moments(act)(float(q)))
+    chi = sigma_w2 * mu1
+    relative = mu2 / mu1**2 - 1 + (0.0 if orthogonal else 1.0)
+    mean = chi**layers
+    return {"q_star": q, "mu1": mu1, "mu2": mu2, "chi_1": chi, "layers": layers,
+            "mean": mean, "var": mean**2 * layers * relative}
+
+
+def critical_point(act: str, q: float) -> tuple[float, float]:
+    """(sigma_w^2, sigma_b^2) that put q* at q with chi_1 = 1 (on the critical line)."""
+    import jax
+
+    with jax.enable_x64(True):
+        f2, mu1, _ = (float(v) for v in _moments(act)(float(q)))
+    sigma_w2 = 1 / mu1
+    return sigma_w2, q - sigma_w2 * f2
