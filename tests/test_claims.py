@@ -243,6 +243,7 @@ def test_report_page_embeds_claims_and_plots(sweep, tmp_path, capsys):
 
 NOT_REPRODUCED = {  # measured; see the README's reproduction table
     "he2016": "residual-56 ends at 7.3x residual-20's training loss after 2000 steps (both ~100% training accuracy)",
+    "he2016_cnn": "in 600 steps residual-56 is still training: 2153x residual-20's final training loss",
     "pennington2017_relu": "Gaussian ReLU: Var(lambda) 1.22x the infinite-width prediction at width 512, depth 16",
     "xiong2020": "Pre-LN's stream gradient not level at init (2.43); warm-up helps Pre-LN too (3.23x)",
 }
