@@ -48,3 +48,17 @@ def test_preset_runs_a_few_steps(preset, tmp_path):
     r = programs.run(resolve(cfg)[0])  # a custom network's depth: its taps
     assert r.status in ("completed", "diverged") and len(r.metrics["loss"]) >= 2
     assert np.isfinite(r.traces.delta[0]).all()
+
+
+def test_a_figure_title_names_every_setting_that_differs_from_the_defaults():
+    from vgrun.viz.plots import run_title
+
+    def title(preset, *extra):
+        with initialize_config_dir(config_dir=CONF, version_base=None):
+            dcfg = compose("config", overrides=[f"+experiment={preset}", *extra])
+        return run_title(validate(OmegaConf.to_object(dcfg)), {"headline": "VANISHING at initialization"})
+
+    plain, clipped = title("rnn_exploding"), title("rnn_exploding", "optimizer.clip_norm=1")
+    assert "optimizer.clip_norm=1" in clipped and "clip_norm" not in plain and "model.rec_radius=3" in plain
+    assert title("he2015", "init=he").startswith("mlp ") and "init=he" in title("he2015", "init=he")
+    assert title("he2015").endswith("\nVANISHING at initialization")

@@ -87,5 +87,5 @@ def save(run: Run, folder) -> Path:
     summary = {"steps": run.cfg.steps, "config": store.config_dict(run.cfg), **(run.names or {})}
     summary, med = record.write(run.cfg, run.results, folder, summary, run.recurrent)
     store.write_summary(folder, summary)
-    run_figure(folder / "gradient_flow.png", run.cfg, run.results, med.traces)
+    run_figure(folder / "gradient_flow.png", run.cfg, run.results, med.traces, summary["diagnosis"])
     return folder

@@ -99,6 +99,6 @@ class Recorder:
         summary["timing"] = {"wall_s": wall, "compile_s": None, "train_s": wall, "steps_per_s": steps / wall,
                              "members": 1}  # the loop's own: its compilation is not told apart
         store.write_summary(self.folder, summary)
-        run_figure(self.folder / "gradient_flow.png", cfg, [result], med.traces)
+        run_figure(self.folder / "gradient_flow.png", cfg, [result], med.traces, summary["diagnosis"])
         write_report(self.folder, lambda c: print_run(c, cfg, summary, med.traces, self.folder))
         return summary

@@ -209,7 +209,7 @@ def train_job(cfg: Config, run_dir: Path) -> int:
     summary, med = record.write(cfg, results, run_dir, summary, recurrent)
     if writer is not None:  # the tables hold every chunk now; an interrupted run keeps its state to resume
         writer.close(remove=summary["status"] != "interrupted")
-    run_figure(run_dir / "gradient_flow.png", cfg, results, med.traces)
+    run_figure(run_dir / "gradient_flow.png", cfg, results, med.traces, summary["diagnosis"])
     res = results[0]
     steps = len(med.metrics["loss"])  # this job's own steps (every member of its program advanced as fast)
     summary["timing"] = {

@@ -44,39 +44,78 @@ def _three_panels(plt):
 
 
 def _finish(plt, fig, path, title: str, spread) -> None:
-    """The title (with the seed band's legend), then the PNG, written atomically."""
+    """The title (with the seed band's legend; its lines wrapped), then the PNG, written atomically."""
+    import textwrap
+
     from vgrun.io.store import atomic_write
 
-    fig.suptitle(title if spread is None else f"{title}  (median of {len(spread)} seeds, band: min-max)")
+    title = title if spread is None else f"{title}  (median of {len(spread)} seeds, band: min-max)"
+    lines = [w for line in title.split("\n") for w in textwrap.wrap(line, 150)]
+    fig.suptitle("\n".join(lines), fontsize=11)
+    fig.subplots_adjust(top=0.93 - 0.05 * len(lines))
     atomic_write(Path(path), lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
 
 
-def run_title(cfg) -> str:
-    """The settings that name a run in its figure."""
-    if cfg.model.name == "custom":
-        return f"custom {cfg.model.target} data={cfg.data.name} opt={cfg.optimizer.name} lr={cfg.optimizer.lr:g}"
-    if cfg.model.name in RECURRENT:
-        return f"{cfg.model.name} width={cfg.width} act={cfg.act} data={cfg.data.name} seq_len={cfg.seq_len}"
-    return (f"{cfg.model.name} depth={cfg.depth} act={cfg.act} init={cfg.init.name} norm={cfg.norm} "
-            f"opt={cfg.optimizer.name}")
+# keys that steer a run or add measurements, not what is trained: left out of a figure's title
+UNTITLED = ("expect", "check", "fail_fast", "resume", "threads", "chunks", "device", "histograms", "lesion",
+            "isometry", "trace_every")
 
 
-def run_figure(path, cfg, results: list, traces) -> None:
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def settings(cfg) -> list[str]:
+    """key=value for every setting that applies to the run (vgrun.io.provenance.config_dict) and
+    differs from the schema's default for its model and data; a group's choice as `init=he`."""
+    from vgrun.config.schema import Config, DataConfig, ModelConfig
+    from vgrun.io.provenance import config_dict
+
+    mine = _flat(config_dict(cfg))
+    base = _flat(config_dict(Config(model=ModelConfig(name=cfg.model.name), data=DataConfig(name=cfg.data.name))))
+    out = []
+    for key, value in mine.items():
+        default = DataConfig.name if key == "data.name" else base.get(key)  # the data's own keys: its defaults
+        if key == "model.name" or key.split(".")[0] in UNTITLED or key.startswith("diagnosis.") or default == value:
+            continue
+        out.append(f"{key[:-5] if key.endswith('.name') else key}={value:g}" if isinstance(value, float)
+                   else f"{key[:-5] if key.endswith('.name') else key}={value}")
+    return out
+
+
+def run_title(cfg, diagnosis: dict | None = None) -> str:
+    """The run's model and every setting that differs from the defaults; below it, the verdict."""
+    title = " ".join([cfg.model.name, *settings(cfg)])
+    return title if not diagnosis or not diagnosis.get("headline") else f"{title}\n{diagnosis['headline']}"
+
+
+def run_figure(path, cfg, results: list, traces, diagnosis: dict | None = None) -> None:
     """gradient_flow.png of one job: `traces` (the median over seeds) against layer or time step,
-    with the seeds' min-max band when there are several `results`; and histograms.png beside it
-    where the run measured histograms."""
+    with the seeds' min-max band when there are several `results`, titled with its settings and
+    its verdict (`diagnosis`); for a plain network the mean-field prediction beside the measured
+    |delta_l| at step 0; and histograms.png beside it where the run measured histograms."""
     plot = gradient_through_time if cfg.model.name in RECURRENT else gradient_flow
     spread = None if len(results) == 1 else [r.traces for r in results]
-    plot(path, traces, cfg.trace_every, run_title(cfg), spread=spread)
+    theory = (diagnosis or {}).get("theory") or {}
+    kw = {} if plot is gradient_through_time else {"factor": theory.get("factor") if theory.get("applies") else None}
+    plot(path, traces, cfg.trace_every, run_title(cfg, diagnosis), spread=spread, **kw)
     hist = results[0].histograms
     if hist is not None:  # beside it, histograms.png (the first seed's)
         seed = f", seed {cfg.seed}" if len(results) > 1 else ""
         histogram_figure(Path(path).with_name("histograms.png"), hist, run_title(cfg) + seed)
 
 
-def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
-    """spread: per-seed traces (seeds > 1): `traces` is then their median, drawn with a min-max band."""
+def gradient_flow(path, traces, every: int, title: str, spread=None, factor: float | None = None) -> None:
+    """spread: per-seed traces (seeds > 1): `traces` is then their median, drawn with a min-max band.
+    factor: the mean-field |delta_l| / |delta_{l+1}| (vgrun.science.theory), drawn at step 0 from the
+    last hidden layer down."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -110,6 +149,11 @@ def gradient_flow(path, traces, every: int, title: str, spread=None) -> None:
         ax.axvline(n_layers - 1, color="0.6", ls=":", lw=1)
         ax.annotate("output", xy=(n_layers - 1, 0.98), xycoords=("data", "axes fraction"), ha="right", va="top",
                     fontsize=8, color="0.35", rotation=90)
+    if factor is not None and n_layers > 2 and np.isfinite(delta[0, n_layers - 2]):
+        last = n_layers - 2  # the last hidden layer: the prediction runs down from its measured |delta|
+        hidden = np.arange(last + 1)
+        axes[0].semilogy(hidden, delta[0, last] * factor ** (last - hidden), "k--", lw=1,
+                         label=f"mean field, step 0 (x{factor:.3g} a layer)")
     axes[0].legend(fontsize=8)
     positive = delta[np.isfinite(delta) & (delta > 0)]
     if positive.size:
@@ -138,6 +182,7 @@ def gradient_through_time(path, traces, every: int, title: str, spread=None) -> 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import MaxNLocator
 
     delta = np.asarray(traces.delta, np.float64)[:, -1]  # [S, T] top layer
     jac = np.asarray(traces.jacobian, np.float64)[:, -1]
@@ -154,6 +199,7 @@ def gradient_through_time(path, traces, every: int, title: str, spread=None) -> 
                 ax.fill_between(np.arange(n_t), band[0][j], band[1][j], color=c, alpha=0.2, lw=0)
         ax.set_xlabel("time step t (loss at the end)")
         ax.set_ylabel(name)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # time steps are whole numbers
         log_grid(ax)
     axes[0].legend(fontsize=8)
     ok = np.isfinite(delta) & (delta > 0)
@@ -163,6 +209,7 @@ def gradient_through_time(path, traces, every: int, title: str, spread=None) -> 
         fig.colorbar(im, ax=axes[2], label="|dL/dh_t|").ax.minorticks_off()
     axes[2].set_xlabel("training step")
     axes[2].set_ylabel("time step t")
+    axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
     _finish(plt, fig, path, title, spread)
 
 
