@@ -41,6 +41,10 @@ def test_failure_is_contained_reported_and_resumed(tmp_path):
     assert p.returncode == 1, p.stderr  # the sweep finished, and says a job failed
     assert "Traceback" not in p.stdout + p.stderr
     ok, bad = sweep / job_name(2), sweep / job_name(3)
+    # a job in one line (its full report in report.txt; verbose=true prints it)
+    assert [line for line in p.stdout.splitlines() if line.startswith(f"{job_name(2)}: completed, ")]
+    assert "Gradient norms per layer" not in p.stdout and "Gradient norms per layer" in (ok / "report.txt").read_text()
+    assert "libtpu" not in p.stdout + p.stderr
     assert summary(ok)["status"] == "completed" and summary(ok)["config"]["depth"] == 2
     failed = summary(bad)
     assert failed["status"] == "failed" and failed["config"]["depth"] == 3

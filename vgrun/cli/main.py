@@ -180,13 +180,16 @@ def train_job(cfg: Config, run_dir: Path) -> int:
                "process": store.process(), **names}
     store.write_summary(run_dir, summary)  # a hard kill leaves "running", never a silent gap
     recurrent = cfg.model.name in RECURRENT
+    from vgrun.sweeps.job import Job
+
+    brief = Job.current().multirun and not cfg.verbose  # a sweep's job: one line (its report is in report.txt)
     done = vectorize.take(run_dir)  # trained already, with other jobs in one vmapped program
     writer = None
     if done is None:
         writer = stream.Stream(run_dir)  # every finished chunk on disk (vgrun.io.stream)
         with Progress(
             TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
-            TimeElapsedColumn(), console=console, transient=False,
+            TimeElapsedColumn(), console=console, transient=brief, disable=brief and not console.is_terminal,
         ) as progress:
             task = progress.add_task("compiling", total=cfg.steps, info="")
 
@@ -220,7 +223,12 @@ def train_job(cfg: Config, run_dir: Path) -> int:
         **group,
     }
     store.write_summary(run_dir, summary)
-    print_run(console, cfg, summary, med.traces, run_dir, recurrent)
+    if brief:
+        from vgrun.viz.console import job_line
+
+        console.print(job_line(summary, run_dir), highlight=False, soft_wrap=True)  # one write: never interleaved
+    else:
+        print_run(console, cfg, summary, med.traces, run_dir, recurrent)
     write_report(run_dir, lambda c: print_run(c, cfg, summary, med.traces, run_dir, recurrent))
     if summary.get("pretrain"):  # vgrun.training.pretrain: what the pretraining phase did
         from vgrun.training.pretrain import summary_line

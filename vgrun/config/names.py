@@ -23,4 +23,4 @@ TASK_MIN_LEN = {"adding": 2, "adding_hs97": 20, "temporal_order": 10, "copy": 1}
 DATA = DATASETS + TASKS
 DTYPES = ("float32", "float64")
 INPUTS = ("raw", "standardize")  # data.inputs: the features as the dataset gives them, or to zero mean, unit variance
-STEERING = ("resume", "fail_fast")  # config keys that steer a sweep and change nothing a job computes
+STEERING = ("resume", "fail_fast", "verbose")  # config keys that steer a sweep and change nothing a job computes

@@ -155,6 +155,7 @@ class Config:
     threads: int = 1  # XLA CPU threads; 1 is fastest for small nets (see README)
     device: str = "auto"  # auto (JAX's default backend) | cpu | gpu
     fail_fast: bool = False  # -m: stop the sweep at the first failed job (later jobs are skipped)
+    verbose: bool = False  # -m: print each job's whole report (else one line a job; report.txt holds the report)
     resume: Optional[str] = None  # -m: a sweep folder to finish: skip its completed/diverged jobs, rerun the rest
     expect: List[Any] = field(default_factory=list)  # claims a preset makes about its results (vgrun/claims.py)
     check: bool = True  # judge the `expect` claims after the run or sweep; false: run without judging

@@ -22,6 +22,15 @@ def use_dtype(dtype: str) -> None:
         jax.config.update("jax_enable_x64", on)
 
 
+class _NoTpuProbe:
+    """Drops JAX's note that it found no TPU library, which reaches the console through Hydra's
+    logging in a sweep; every other backend message (a GPU without a CUDA jaxlib) stays."""
+
+    @staticmethod
+    def filter(record) -> bool:
+        return "backend 'tpu'" not in record.getMessage()
+
+
 def setup(cfg) -> None:
     """Threads, device, dtype and the persistent compilation cache, before the first JAX array.
 
@@ -33,8 +42,11 @@ def setup(cfg) -> None:
     pin = allowed is not None and cfg.threads < len(allowed)
     if pin:
         os.sched_setaffinity(0, sorted(allowed)[: cfg.threads])
+    import logging
+
     import jax
 
+    logging.getLogger("jax._src.xla_bridge").addFilter(_NoTpuProbe)
     if cfg.device == "cpu":  # before the backends start; auto keeps JAX's default (a GPU when it has one)
         jax.config.update("jax_platforms", "cpu")
     try:

@@ -174,6 +174,19 @@ def time_panel(summary: dict) -> Panel:
     return _panel(lines, d)
 
 
+def job_line(summary: dict, run_dir) -> str:
+    """A sweep's job in one line: its overrides (the folder's name), status, verdict with the gradient
+    ratio at step 0, the held-out result, the wall time and the folder."""
+    from pathlib import Path
+
+    d, f = summary["diagnosis"], summary["final"]
+    word = d["verdict"]
+    ratio = d.get("ratio_first_last_init")
+    held = percent(f["test_acc"], missing="") or f"loss {_e(f['test_loss'])}"
+    return (f"{Path(run_dir).name}: {summary['status']}, [{COLORS[word]}]{word.upper()}[/] "
+            f"(|δ| first/last {_e(ratio)} at step 0), held-out {held}, {summary['timing']['wall_s']:.1f} s  {run_dir}")
+
+
 def write_report(run_dir, render) -> None:
     """report.txt in the run folder: what `render(console)` prints, as plain text at 100 columns."""
     import io
