@@ -92,3 +92,16 @@ def test_load_runs_carries_every_key_that_differs_between_runs(runs):
     assert "depth" not in frame.columns and "init.name" not in frame.columns  # the same in every run
     assert set(frame["init"]) == {"normal"}  # the table's own column is kept
     assert "init.sigma_w" not in vgrun.load_runs(runs / "a").columns  # one run: nothing differs
+
+
+def test_heatmap_axes_leave_out_keys_fixed_by_another_and_seeds():
+    import pandas as pd
+
+    from vgrun.viz.sweep import free_keys, heat_axes
+
+    frame = pd.DataFrame({"model": ["rnn", "rnn", "lstm", "lstm"] * 2,
+                          "model.rec_init": ["normal", "normal", "orthogonal", "orthogonal"] * 2,
+                          "seq_len": [10, 20, 10, 20] * 2, "seed": [0] * 4 + [1] * 4})
+    keys = ["model", "model.rec_init", "seq_len", "seed"]
+    assert free_keys(frame, keys) == ["model", "seq_len"]  # rec_init changes only with the model
+    assert heat_axes(frame, keys) == ["model", "seq_len"]

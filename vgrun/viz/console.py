@@ -134,7 +134,10 @@ def print_run(console: Console, cfg, summary: dict, traces, run_dir, recurrent: 
         f"held-out loss {value('test_loss', _e)}, held-out acc {value('test_acc', percent)}   "
         f"[dim]({summary['steps_done']}/{summary['steps']} steps, status {summary['status']}; "
         + (f"compile {t['compile_s']:.2f} s, " if t.get("compile_s") is not None else "")
-        + f"{t['steps_per_s']:.0f} steps/s)[/]"
+        + f"{t['steps_per_s']:.0f} steps/s"
+        # a vectorized group's members compile and train as one program: the figures are the group's
+        + (f"; one program for a group of {t['members']} jobs: compiled once, each advanced at this rate"
+           if t.get("vectorized") else "") + ")[/]"
     )
     console.print(time_panel(summary) if recurrent else verdict_panel(summary))
     files = "summary.json, report.txt, traces.parquet, layers.parquet, steps.parquet, gradient_flow.png" if recurrent \

@@ -12,6 +12,7 @@ curve (seeds, or the runs of a `--by` group) the band shows the min-max spread.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -104,16 +105,62 @@ def gradient_lines(path: Path, lines, recurrent: bool, title: str) -> None:
     plt.close(fig)
 
 
+def free_keys(frame, keys: list[str]) -> list[str]:
+    """The swept keys that are not fixed by another one (a key that changes only with the model, such as
+    model.rec_init in an rnn-against-lstm sweep, is no axis of its own); seeds are replicates, not axes."""
+    keys = [k for k in keys if k != "seed"]
+    out = []
+    for k in keys:
+        if any(k2 != k and k2 not in () and _determines(frame, k2, k) and
+               (not _determines(frame, k, k2) or keys.index(k2) < keys.index(k)) for k2 in keys):
+            continue
+        out.append(k)
+    return out
+
+
+def _determines(frame, a: str, b: str) -> bool:
+    """Every value of a goes with one value of b."""
+    return bool((frame[[a, b]].astype(str).drop_duplicates().groupby(a)[b].nunique() <= 1).all())
+
+
 def heat_axes(frame, keys: list[str]) -> list[str]:
-    """Two axes for the heatmap: the given pair, else the two swept keys with the most values."""
+    """Two axes for the heatmap: the given pair, else the two free swept keys with the most values."""
+    keys = free_keys(frame, keys)
     if len(keys) <= 2:
         return list(keys)
     counts = {k: frame[k].astype(str).nunique() for k in keys}
     return sorted(keys, key=lambda k: -counts[k])[:2]
 
 
-def ratio_heatmap(path: Path, frame, keys: list[str]) -> None:
-    """log10 first/last ratio, rows = first axis, columns = second; the median over every other run in a cell."""
+def _band_norm():
+    from matplotlib.colors import Normalize
+
+    class BandNorm(Normalize):
+        """Piecewise linear: the healthy band [lo, hi] -> [0.42, 0.58] (pale, white at 0 when the band is
+        symmetric), below it [vmin, lo) -> [0, 0.3], above it (hi, vmax] -> [0.7, 1]: the colour jumps at
+        a threshold, so a ratio just outside the band never looks like one just inside."""
+
+        def __init__(self, lo, hi, vmin, vmax):
+            super().__init__(vmin, vmax)
+            eps = 1e-9 * (hi - lo)
+            self.points = ([vmin, lo - eps, lo, hi, hi + eps, vmax], [0.0, 0.3, 0.42, 0.58, 0.7, 1.0])
+
+        def __call__(self, value, clip=None):
+            return np.ma.masked_invalid(np.interp(value, *self.points))
+
+        def inverse(self, value):
+            return np.interp(value, self.points[1], self.points[0])
+
+    return BandNorm
+
+
+def ratio_heatmap(path: Path, frame, keys: list[str], vanish: float = 1e-2, explode: float = 1e2) -> None:
+    """log10 first/last ratio, rows = first axis, columns = second, a panel for each value of the other
+    free swept keys (never a median over a swept axis; a run's seeds are its median). The colours are
+    centred on ratio 1 and turn at the verdict's thresholds (vanish, explode: diagnosis.vanish_ratio,
+    explode_ratio), marked on the colour bar; each cell's number is printed in the colour that reads on it."""
+    import itertools
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -122,32 +169,59 @@ def ratio_heatmap(path: Path, frame, keys: list[str]) -> None:
     from vgrun.io.table import _sort_key, swept_keys
     from vgrun.io.store import atomic_write
 
+    BandNorm = _band_norm()
     axes = heat_axes(frame, keys)
-    rest = [k for k in swept_keys(frame) if k not in axes]  # folded into each cell by the median
+    panel_keys = [k for k in free_keys(frame, swept_keys(frame)) if k not in axes]
     f = frame.assign(log_ratio=np.log10(frame["ratio_first_last"].astype(float).where(lambda r: r > 0)))
     rows_key, cols_key = (axes + [None])[:2]
-    rows = f[rows_key].drop_duplicates().sort_values(key=_sort_key).tolist()
-    cols = f[cols_key].drop_duplicates().sort_values(key=_sort_key).tolist() if cols_key else [""]
-    grid = np.full((len(rows), len(cols)), np.nan)
-    for i, r in enumerate(rows):
-        for j, c in enumerate(cols):
-            cell = f[(f[rows_key] == r) & ((f[cols_key] == c) if cols_key else True)]["log_ratio"].dropna()
-            grid[i, j] = cell.median() if len(cell) else np.nan
-    fig, ax = plt.subplots(figsize=(1.2 * len(cols) + 4, 0.6 * len(rows) + 2), constrained_layout=True)
-    lim = max(1.0, float(np.nanmax(np.abs(grid)))) if np.isfinite(grid).any() else 1.0
-    im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
-    for i in range(len(rows)):
-        for j in range(len(cols)):
-            ax.text(j, i, "n/a" if np.isnan(grid[i, j]) else f"{grid[i, j]:.1f}", ha="center", va="center", fontsize=8)
-    ax.set_yticks(range(len(rows)), [str(r) for r in rows])
-    ax.set_xticks(range(len(cols)) if cols_key else [], [str(c) for c in cols] if cols_key else [])
-    ax.set_ylabel(rows_key)
-    ax.set_xlabel(cols_key or "")
-    fig.colorbar(im, ax=ax, label="log10 ratio")  # the default verdict: < -2 vanishing, > 2 exploding
-    title = "log10 |delta_first| / |delta_last|" + (f"; median over {', '.join(rest)}" if rest else "")
-    if frame["n_seeds"].max() > 1:
-        title += " (each run: median over its seeds)"
-    ax.set_title(title, fontsize=9)
+    values = lambda k: f[k].drop_duplicates().sort_values(key=_sort_key).tolist()  # noqa: E731
+    rows, cols = values(rows_key), values(cols_key) if cols_key else [""]
+    panels = list(itertools.product(*(values(k) for k in panel_keys))) or [()]
+    grids = []
+    for panel in panels:
+        sel = f
+        for k, v in zip(panel_keys, panel):
+            sel = sel[sel[k] == v]
+        grid = np.full((len(rows), len(cols)), np.nan)
+        for i, r in enumerate(rows):
+            for j, c in enumerate(cols):
+                cell = sel[(sel[rows_key] == r) & ((sel[cols_key] == c) if cols_key else True)]["log_ratio"].dropna()
+                grid[i, j] = cell.median() if len(cell) else np.nan  # one run (its seeds' median), or its seeds
+        grids.append(grid)
+    lo, hi = math.log10(vanish), math.log10(explode)
+    finite = np.concatenate([g[np.isfinite(g)] for g in grids])
+    norm = BandNorm(lo, hi, min(2 * lo, float(finite.min(initial=0.0)) - 0.5),
+                    max(2 * hi, float(finite.max(initial=0.0)) + 0.5))
+    ncol = min(len(panels), 3)
+    nrow = math.ceil(len(panels) / ncol)
+    fig, axs = plt.subplots(nrow, ncol, figsize=(ncol * (1.0 * len(cols) + 2.6) + 1.5, nrow * (0.5 * len(rows) + 1.6)),
+                            squeeze=False, constrained_layout=True)
+    cmap = plt.get_cmap("RdBu_r")
+    for ax, panel, grid in zip(axs.flat, panels, grids):
+        im = ax.imshow(grid, cmap=cmap, norm=norm, aspect="auto")
+        for i in range(len(rows)):
+            for j in range(len(cols)):
+                v = grid[i, j]
+                shade = cmap(norm(v)) if np.isfinite(v) else (1, 1, 1, 1)
+                dark = 0.299 * shade[0] + 0.587 * shade[1] + 0.114 * shade[2] < 0.5  # the cell's luminance
+                ax.text(j, i, "n/a" if np.isnan(v) else f"{v:.1f}", ha="center", va="center", fontsize=8,
+                        color="white" if dark else "black")
+        ax.set_yticks(range(len(rows)), [str(r) for r in rows])
+        ax.set_xticks(range(len(cols)) if cols_key else [], [str(c) for c in cols] if cols_key else [])
+        ax.set_ylabel(rows_key)
+        ax.set_xlabel(cols_key or "")
+        if panel:
+            ax.set_title(", ".join(f"{k}={v}" for k, v in zip(panel_keys, panel)), fontsize=9)
+    for ax in list(axs.flat)[len(panels):]:
+        ax.axis("off")
+    bar = fig.colorbar(im, ax=axs, label="log10 |delta_first| / |delta_last|")
+    for t in (lo, hi):  # the verdict's band: between the lines, healthy
+        bar.ax.axhline(t, color="black", lw=1.2)
+    bar.set_ticks([lo, 0.0, hi], labels=[f"{lo:g} vanishing", "0", f"{hi:g} exploding"])
+    title = "log10 |delta_first| / |delta_last| (healthy between the lines on the colour bar)"
+    if frame["n_seeds"].max() > 1 or "seed" in swept_keys(frame):
+        title += "; a cell: the median over its seeds"
+    fig.suptitle(title, fontsize=10)
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
 
