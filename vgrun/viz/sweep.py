@@ -3,8 +3,9 @@
 sweep_gradients.png        |delta_l| against layer for every run (or group), at step 0 and at the
                            last traced step; recurrent runs: |dL/dh_t| of the top layer against t
                            (sweep_gradients_time.png when a comparison holds both kinds)
-sweep_ratio.png            log10 of the first/last gradient ratio over two swept axes; other swept
-                           keys are folded by the median (named in the title)
+                           (several swept keys: a row of panels for depth, colour and line style for two more)
+sweep_ratio.png            log10 of the first/last gradient ratio over two swept axes, a panel for each
+                           value of the others
 
 A line is the median over its curves, one curve per (run, seed); with more than one
 curve (seeds, or the runs of a `--by` group) the band shows the min-max spread.
@@ -57,49 +58,88 @@ def _band(series: list):
 
 
 def _lines(frame, keys: list[str], by):
-    """{recurrent: [(label, {'init': [curves], 'end': [curves]})]}: one line per run, or per group with `by`."""
+    """{recurrent: [(values, {'init': [curves], 'end': [curves]})]}: one line per run, or per group with
+    `by`; values: the line's {key: value} over the keys it is drawn by (its job's name where none)."""
     lines = {True: {}, False: {}}
+    shown = by if by else keys
     for row in frame.to_dict("records"):
         curves, recurrent = _curves(row["run"], None)
         if not curves:
             continue
-        label = _label(row, by if by else keys)
-        entry = lines[recurrent].setdefault(label, {"init": [], "end": []})
+        values = tuple((k, row[k]) for k in shown) if shown else (("job", row["job"]),)
+        entry = lines[recurrent].setdefault(values, {"init": [], "end": []})
         for (seed, when), c in curves.items():
             entry[when].append(c)
-    return {k: list(v.items()) for k, v in lines.items() if v}
+    return {k: [(dict(v), e) for v, e in d.items()] for k, d in lines.items() if d}
+
+
+STYLES = ("-", "--", ":", "-.")
+
+
+def _encoding(lines) -> tuple:
+    """(row key, colour keys, style key) for lines drawn by several keys: a third key (depth where swept)
+    as rows of panels, one as line style, the rest as colour."""
+    keys = list(lines[0][0]) if lines else []
+    row = ("depth" if "depth" in keys else keys[2]) if len(keys) >= 3 else None
+    rest = [k for k in keys if k != row]
+    style = rest[1] if len(rest) >= 2 else None
+    return row, [k for k in rest if k != style], style
 
 
 def gradient_lines(path: Path, lines, recurrent: bool, title: str) -> None:
+    """Every line at step 0 and at the end (two columns); with several keys, a row of panels for each
+    value of one (depth), the colour for another, the line style for a third (`_encoding`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
     from matplotlib.ticker import MaxNLocator
 
+    from vgrun.io.table import _sort_key
     from vgrun.viz.plots import log_grid
     from vgrun.io.store import atomic_write
+    import pandas as pd
 
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.6), sharey=True)
-    colors = plt.cm.viridis(np.linspace(0, 0.92, max(len(lines), 1)))
-    panels = ((axes[0], "init", "at initialization (step 0)"), (axes[1], "end", "at the end (last traced step)"))
-    for ax, when, name in panels:
-        for color, (label, entry) in zip(colors, lines):
-            x, med, lo, hi = _band(entry[when])
-            n = len(entry[when])
-            ax.semilogy(x, med, "-" if recurrent else "o-", ms=3, color=color,
-                        label=label + (f" (median of {n})" if n > 1 else ""))
-            if n > 1:
-                ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
-        ax.set_title(name)
-        ax.set_xlabel("time step t (loss at the end)" if recurrent else "layer (0 = first hidden, last = output)")
-        log_grid(ax)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    axes[0].set_ylabel("|dL/dh_t| (top layer)" if recurrent else "|delta_l| = |dL/dz_l|")
-    legend = axes[1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
+    row_key, colour_keys, style_key = _encoding(lines)
+    ordered = lambda vals: list(pd.Series(list(dict.fromkeys(vals)), dtype=object).sort_values(key=_sort_key))  # noqa: E731
+    rows = ordered([v[row_key] for v, _ in lines]) if row_key else [None]
+    colours = ordered([tuple(v[k] for k in colour_keys) for v, _ in lines])
+    styles = ordered([v[style_key] for v, _ in lines]) if style_key else [None]
+    palette = plt.cm.tab10.colors if len(colours) <= 10 else plt.cm.viridis(np.linspace(0, 0.92, len(colours)))
+    fig, axes = plt.subplots(len(rows), 2, figsize=(13, 1.0 + 3.4 * len(rows)), sharey=True, squeeze=False)
+    for r, row in enumerate(rows):
+        for c, (when, name) in enumerate((("init", "at initialization (step 0)"), ("end", "at the end (last traced step)"))):
+            ax = axes[r, c]
+            for values, entry in lines:
+                if row_key and values[row_key] != row:
+                    continue
+                x, med, lo, hi = _band(entry[when])
+                color = palette[colours.index(tuple(values[k] for k in colour_keys)) % len(palette)]
+                style = STYLES[styles.index(values[style_key]) % len(STYLES)] if style_key else "-"
+                ax.semilogy(x, med, style, marker=None if recurrent else "o", ms=3, color=color)
+                if len(entry[when]) > 1:
+                    ax.fill_between(x, lo, hi, color=color, alpha=0.18, linewidth=0)
+            ax.set_title(name + (f", {row_key}={row}" if row_key else ""), fontsize=10)
+            log_grid(ax)
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            if r == len(rows) - 1:
+                ax.set_xlabel("time step t (loss at the end)" if recurrent else "layer (0 = first hidden, last = output)")
+        axes[r, 0].set_ylabel("|dL/dh_t| (top layer)" if recurrent else "|delta_l| = |dL/dz_l|")
+    n = max(len(e["init"]) for _, e in lines)
+    handles = [Line2D([], [], color=palette[i % len(palette)], marker=None if recurrent else "o", ms=3,
+                      label=",".join(f"{k}={v}" for k, v in zip(colour_keys, vals)) or "all")
+               for i, vals in enumerate(colours)]
+    handles += [Line2D([], [], color="0.3", ls=STYLES[i % len(STYLES)], label=f"{style_key}={v}")
+                for i, v in enumerate(styles)] if style_key else []
+    legend = axes[0, 1].legend(handles=handles, fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                               title=f"lines: median of {n} curves, band min-max" if n > 1 else None,
+                               title_fontsize=7)
     # margins from the legend's measured width: a constrained layout measured every tick label twice (0.3 s)
     room = legend.get_window_extent(fig.canvas.get_renderer()).width / fig.dpi + 0.2
-    fig.subplots_adjust(left=0.06, right=max(0.4, 1 - room / fig.get_figwidth()), bottom=0.11, top=0.87, wspace=0.06)
+    top = 1 - 0.55 / fig.get_figheight()
+    fig.subplots_adjust(left=0.06, right=max(0.4, 1 - room / fig.get_figwidth()), bottom=0.45 / fig.get_figheight() + 0.05,
+                        top=top, wspace=0.06, hspace=0.35)
     fig.suptitle(title)
     atomic_write(path, lambda p: fig.savefig(p, dpi=110, format="png"))
     plt.close(fig)
@@ -229,11 +269,11 @@ def ratio_heatmap(path: Path, frame, keys: list[str], vanish: float = 1e-2, expl
 def draw(out: Path, frame, keys: list[str], by=None) -> list[Path]:
     """Every comparison plot for `frame` into `out`; returns the files written."""
     written = []
-    kinds = _lines(frame, keys, by)
+    kinds = _lines(frame, free_keys(frame, keys) if keys else keys, by)  # a run's seeds: one line and its band
     for recurrent, lines in kinds.items():
         name = "sweep_gradients_time.png" if recurrent and len(kinds) > 1 else "sweep_gradients.png"
         what = "|dL/dh_t| against time step" if recurrent else "|delta_l| against layer"
-        gradient_lines(out / name, lines, recurrent, f"{what}, {len(lines)} " + ("groups" if by else "runs"))
+        gradient_lines(out / name, lines, recurrent, f"{what}, {len(frame)} runs" + (f" in {len(lines)} groups" if by else ""))
         written.append(out / name)
     if keys and frame["ratio_first_last"].notna().any():
         ratio_heatmap(out / "sweep_ratio.png", frame, keys)
