@@ -67,7 +67,6 @@ TABLE = [
     (["model=custom", "model.target=custom_models:not_a_network"], 2, ["model.target", "(init, apply)", "int"]),
     (["model=custom", "model.target=custom_models:wrong_shape"], 2, ["model.target", "[128, 10]", "[128, 3]"]),
     (["model=custom", "model.target=custom_models:sigmoid_pair", "histograms=true"], 2, ["histograms", "custom"]),
-    (["model=custom", "model.target=custom_models:untapped"], 2, ["model.target", "vgrun.tap", "none ran"]),
     (["model=custom", "model.target=custom_models:flat_pair", "data=copy"], 2, ["data", "copy", "adding"]),
     (["optimizer.schedule=warmup_cosine", "optimizer.warmup_steps=50", "steps=20"], 2,
      ["optimizer.warmup_steps", "50", "[0, 20)"]),

@@ -38,6 +38,16 @@ def test_a_flax_nnx_module_with_batch_statistics_trains_and_carries_them(tmp_pat
     assert kernel[0] != kernel[-1]  # trained
 
 
+def test_a_network_without_taps_is_traced_at_its_input_and_its_leaves():
+    cfg = vgrun.compose(["model=custom", "model.target=custom_models:untapped", "steps=10", "chunks=1",
+                         "trace_every=10"])
+    run = vgrun.train(cfg)
+    assert run.names["layers"] == ["input (no taps)", "output"] and run.names["leaves"] == ["w"]
+    d = vgrun.diagnose(run)
+    delta = run.result.traces.delta[0]  # |dL/dx| at the input, |dL/dy| at the output
+    assert d["ratio_first_last_init"] == delta[0] / delta[1] and "1 layer, to the output" in d["headline"]
+
+
 def test_image_batches_reach_a_convolution_and_custom_arrays_load():
     """An Equinox module with a convolution: trained a step per call (vgrun.training.program.HostChunk)."""
     cfg = vgrun.compose(["model=custom", "model.target=custom_models:eqx_conv", "data.images=true", "steps=10",

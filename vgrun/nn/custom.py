@@ -7,14 +7,16 @@ example's shape: (H, W, C), (T, features))
 - an Equinox module (its inexact array leaves are trained; the rest is static),
 whose call maps a batch x [B, n_in] (images: [B, H, W, C]; sequences: [B, T, features]) to
 y [B, n_out]. The layers vgrun traces are the module's taps (`vgrun.tap`), in the order they run,
-and last the network's output (the row named "output"). A network without taps is refused (one
-line: there is nothing to judge its output's gradient against). Per-layer weight statistics do
+and last the network's output (the row named "output"). A network without taps is traced at its
+input instead (the row named INPUT says so): the verdict weighs the gradient reaching the input
+against the output's, and its per-layer record is its parameter leaves'. Per-layer weight statistics do
 not exist for it (taps are activations, not weights): those trace fields are NaN, and each
 parameter leaf's norms are traced instead (`LeafTrace`).
 """
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Callable, NamedTuple
 
 import jax
@@ -27,6 +29,7 @@ from vgrun.probes import taps
 from vgrun.probes.layers import LeafTrace, safe_norm
 
 OUTPUT = "output"  # the last traced row: the network's output y
+INPUT = "input (no taps)"  # the first row of a network without taps: the gradient reaching its input x
 
 
 class Net(NamedTuple):
@@ -100,7 +103,9 @@ def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Mod
     net = adapt(factory, n_in, n_out, dtype, jax.random.PRNGKey(0), target)
     params, state = jax.eval_shape(net.init, jax.random.PRNGKey(0))
 
-    def run(params, state, x, train):
+    def run(params, state, x, train, tapless=False):
+        if tapless:  # no tap of its own: the gradient reaching its input, against its output's
+            x = taps.tap(INPUT, x)
         y, state = net.apply(params, state, x, train)
         return taps.tap(OUTPUT, y), state
 
@@ -114,10 +119,10 @@ def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Mod
         raise ConfigError("model.target", target, f"a network whose output is [batch, n_out] = "
                                                   f"{[x_shape[0], n_out]} (it returned {list(y.shape)})")
     found = taps.sites(run, params, state, jax.ShapeDtypeStruct(x_shape, dtype), train=True)
+    if len(found) == 1:  # the output alone: traced at its input instead, and its leaves (it says so: INPUT)
+        run = partial(run, tapless=True)
+        found = taps.sites(run, params, state, jax.ShapeDtypeStruct(x_shape, dtype), train=True)
     n_rows = sum(s.size for s in found)
-    if n_rows < 2:  # the output alone: nothing to compare it with
-        raise ConfigError("model.target", target, "a network with at least one vgrun.tap(name, x) on its layers' "
-                                                  "activations (none ran)")
 
     def apply(params, state, x, probes=None, train=True, stats=False, **_):
         if probes is None:

@@ -232,6 +232,9 @@ def diagnose(cfg, metrics: dict, traces, status: str, baseline: float, test=(mat
     stream = np.asarray(traces.stream, np.float64)[:, : cfg.depth]
     basis = "stream" if np.isfinite(stream).any() else "delta"  # residual networks: judged on the stream
     on = stream if basis == "stream" else hidden
+    span = f"{cfg.depth - 1} layers"
+    if on.shape[1] < 2:  # one traced layer below the output: its gradient against the output layer's
+        on, span = delta[:, : cfg.depth + 1], "1 layer, to the output"
     with np.errstate(divide="ignore", invalid="ignore"):
         ratio = on[:, 0] / on[:, -1]  # [S]
     grad = gradient(ratio, status, dcfg, cfg.trace_every)
@@ -266,7 +269,7 @@ def diagnose(cfg, metrics: dict, traces, status: str, baseline: float, test=(mat
         "nonfinite": nonfinite,
         "theory": theory_check(cfg, hidden[0]),
     }
-    d["headline"] = headline(d, f"{cfg.depth - 1} layers")
+    d["headline"] = headline(d, span)
     return d
 
 
