@@ -56,12 +56,13 @@ def plot(results: dict, path) -> None:
     arr, cliff, gd = results["arrays"], results["cliff"], results["gd"]
     d = SimpleNamespace(**results["params"])
     b_lim = (d.b_min, d.b_max)
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.6), constrained_layout=True)
+    fig, axes = plt.subplots(1, 3, figsize=(16, 5.6), constrained_layout=True)
+    below = {"fontsize": 7, "loc": "upper center", "bbox_to_anchor": (0.5, -0.13), "ncol": 2, "frameon": False}
 
     _bifurcation(axes[0], results, d.w, b_lim)
     axes[0].axhline(d.x0, color="tab:green", lw=0.8, label=f"x(0) = {d.x0:g}")
     _mark_cliff(axes[0], cliff)
-    axes[0].legend(fontsize=7, loc="center right")
+    axes[0].legend(**below)  # under the axes: clear of the data
 
     ax, ax2 = axes[1], axes[1].twinx()
     ax.plot(arr["b"], arr["loss"], color="k", label="L(b)")
@@ -72,7 +73,7 @@ def plot(results: dict, path) -> None:
     ax.set_xlabel("b")
     ax.set_ylabel(f"L(b) = ({d.target:g} - x(T))^2, T = {d.horizon}")
     ax2.set_ylabel("|dL/db|", color="tab:purple")
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0], fontsize=7, loc="upper right")
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0], **below)
     ax.set_title("loss landscape and its gradient")
 
     ax, ax2 = axes[2], axes[2].twinx()
@@ -91,7 +92,7 @@ def plot(results: dict, path) -> None:
     ax.set_xlabel("gradient-descent step")
     ax.set_ylabel("b")
     ax2.set_ylabel("loss")
-    ax.legend(handles=ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0], fontsize=7, loc="center left")
+    ax.legend(handles=ax.get_legend_handles_labels()[0] + ax2.get_legend_handles_labels()[0], **below)
     ax.set_title(f"gradient descent on b (lr {d.gd_lr:g})")
 
     fig.suptitle(f"Doya (1993): x' = (1-{d.eps:g}) x + {d.eps:g} sigmoid({d.w:g} x + b), x(0) = {d.x0:g}")

@@ -61,7 +61,9 @@ def _lines(frame, keys: list[str], by):
     """{recurrent: [(values, {'init': [curves], 'end': [curves]})]}: one line per run, or per group with
     `by`; values: the line's {key: value} over the keys it is drawn by (its job's name where none)."""
     lines = {True: {}, False: {}}
-    shown = by if by else keys
+    shown = list(by) if by else keys
+    if by and "depth" in frame.columns and "depth" not in by and frame.groupby(list(by))["depth"].nunique().max() > 1:
+        shown.append("depth")  # a group's runs of other depths are no curves to take a median of: one line each
     for row in frame.to_dict("records"):
         curves, recurrent = _curves(row["run"], None)
         if not curves:
@@ -273,7 +275,7 @@ def draw(out: Path, frame, keys: list[str], by=None) -> list[Path]:
     for recurrent, lines in kinds.items():
         name = "sweep_gradients_time.png" if recurrent and len(kinds) > 1 else "sweep_gradients.png"
         what = "|dL/dh_t| against time step" if recurrent else "|delta_l| against layer"
-        gradient_lines(out / name, lines, recurrent, f"{what}, {len(frame)} runs" + (f" in {len(lines)} groups" if by else ""))
+        gradient_lines(out / name, lines, recurrent, f"{what}, {len(frame)} runs" + (f", {len(lines)} lines" if by else ""))
         written.append(out / name)
     if keys and frame["ratio_first_last"].notna().any():
         ratio_heatmap(out / "sweep_ratio.png", frame, keys)
