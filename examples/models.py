@@ -7,8 +7,8 @@ import jax.numpy as jnp
 import vgrun
 
 
-def tanh_mlp(n_in, n_out, key, depth=8, width=32, gain=1.0):
-    """A plain JAX (init, apply) pair: a tanh MLP, every hidden pre-activation tapped."""
+def tanh_mlp(n_in, n_out, key, depth=8, width=32, gain=1.0, act=jnp.tanh):
+    """A plain JAX (init, apply) pair: a tanh (or `act`) MLP, every hidden pre-activation tapped."""
 
     def init(key):
         sizes = [n_in] + [width] * depth + [n_out]
@@ -18,8 +18,8 @@ def tanh_mlp(n_in, n_out, key, depth=8, width=32, gain=1.0):
 
     def apply(params, x):
         h = x
-        for i, p in enumerate(params[:-1]):
-            h = jnp.tanh(vgrun.tap("z", h @ p["w"] + p["b"]))
+        for p in params[:-1]:
+            h = act(vgrun.tap("z", h @ p["w"] + p["b"]))
         return h @ params[-1]["w"] + params[-1]["b"]
 
     return init, apply
@@ -27,15 +27,7 @@ def tanh_mlp(n_in, n_out, key, depth=8, width=32, gain=1.0):
 
 def sigmoid_mlp(n_in, n_out, key):
     """The textbook vanishing case, written by hand: 10 sigmoid layers."""
-    init, apply = tanh_mlp(n_in, n_out, key, depth=10)
-
-    def sigmoid_apply(params, x):
-        h = x
-        for p in params[:-1]:
-            h = jax.nn.sigmoid(vgrun.tap("z", h @ p["w"] + p["b"]))
-        return h @ params[-1]["w"] + params[-1]["b"]
-
-    return init, sigmoid_apply
+    return tanh_mlp(n_in, n_out, key, depth=10, act=jax.nn.sigmoid)
 
 
 def nnx_mlp(n_in, n_out, key, depth=6, width=32):

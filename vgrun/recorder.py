@@ -62,7 +62,7 @@ class Recorder:
         from vgrun.config.schema import Config, DataConfig, ModelConfig
         from vgrun.data.problem import Problem
         from vgrun.io import record, store
-        from vgrun.probes.layers import LeafTrace
+        from vgrun.probes.layers import tap_trace
         from vgrun.training.loop import Result
         from vgrun.viz.console import print_run, write_report
         from vgrun.viz.plots import run_figure
@@ -73,12 +73,8 @@ class Recorder:
         status = status or ("completed" if np.isfinite(self.loss).all() else "diverged")
         stack = {f: np.stack([t[f] for t in self.traces]) for f in self.traces[0]}  # [K, rows] / [K, leaves]
         rows = stack["delta"].shape[1]
-        nan = np.full_like(stack["delta"], np.nan)
-        hidden = lambda v: np.concatenate([v[:, :-1], nan[:, :1]], 1)  # noqa: E731  (no statistics at the output)
-        traces = LeafTrace(grad_w=nan, grad_b=nan, delta=stack["delta"], stream=nan, weight=nan, update_ratio=nan,
-                           act_mean=hidden(stack["act_mean"]), act_std=hidden(stack["act_std"]), saturated=nan,
-                           leaf_grad=stack["grad"], leaf_weight=stack["weight"],
-                           leaf_update_ratio=np.full_like(stack["grad"], np.nan))
+        traces = tap_trace(stack["delta"], stack["act_mean"], stack["act_std"], stack["grad"], stack["weight"],
+                           np.full_like(stack["grad"], np.nan), xp=np)
         nans = np.full(steps, np.nan)
         grad_norm = nans.copy()  # at traced steps: the norm of the leaves' norms (float64: no underflow)
         grad_norm[:: self.every] = np.sqrt(np.sum(np.square(stack["grad"]), 1))

@@ -62,14 +62,15 @@ def signature(cfg) -> str:
         for p in path:
             node = node[p]
         node[name] = node[name] is not None
-    return repr(sorted(_flatten(d).items()))
+    return repr(sorted(flatten(d).items()))
 
 
-def _flatten(d: dict, prefix: str = "") -> dict:
+def flatten(d: dict, prefix: str = "") -> dict:
+    """A nested config dict as dotted keys: {"optimizer": {"lr": 0.1}} -> {"optimizer.lr": 0.1}."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[prefix + k] = v
     return out

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from vgrun.probes.layers import TRACE_FIELDS
+from vgrun.probes.taps import leaf_layer
 from vgrun.probes.time import LAYER_FIELDS, TIME_FIELDS
 
 CONFIG_COLUMNS = ("model", "depth", "width", "act", "init", "norm", "optimizer", "lr", "data", "dtype", "seed",
@@ -94,7 +95,7 @@ def leaves_frame(cfg, traces, names: list[str]):
     frame = pd.DataFrame({
         "step": np.repeat(np.arange(n_steps) * cfg.trace_every, n_leaves),
         "leaf": np.tile(names, n_steps),
-        "layer": np.tile([n.rsplit("/", 1)[0] if "/" in n else n for n in names], n_steps),
+        "layer": np.tile([leaf_layer(n) for n in names], n_steps),
         **{f: np.asarray(getattr(traces, f"leaf_{f}")).reshape(-1).astype(np.float64)
            for f in ("grad", "weight", "update_ratio")},
     })

@@ -124,16 +124,9 @@ GROUPS = ("model", "init", "optimizer", "data")  # config groups: `init=he` sets
 def flat_config(summary: dict) -> dict:
     """A run's config as flat columns: `depth`, `optimizer.lr`, `init.sigma_w`, ...; a group's name is also
     under the group's key (`init` = `init.name`). Lists (a preset's claims) are left out: not comparable."""
-    def flatten(d: dict, prefix: str = "") -> dict:
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, dict):
-                out.update(flatten(v, f"{prefix}{k}."))
-            elif not isinstance(v, list):
-                out[f"{prefix}{k}"] = v
-        return out
+    from vgrun.config.hyper import flatten
 
-    config = flatten(summary.get("config") or {})
+    config = {k: v for k, v in flatten(summary.get("config") or {}).items() if not isinstance(v, list)}
     for group in GROUPS:
         if f"{group}.name" in config:
             config[group] = config[f"{group}.name"]

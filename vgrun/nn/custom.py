@@ -26,7 +26,7 @@ from vgrun.config import targets
 from vgrun.config.schema import ConfigError
 from vgrun.nn.model import Model
 from vgrun.probes import taps
-from vgrun.probes.layers import LeafTrace, safe_norm
+from vgrun.probes.layers import LeafTrace, safe_norm, tap_trace
 
 OUTPUT = "output"  # the last traced row: the network's output y
 INPUT = "input (no taps)"  # the first row of a network without taps: the gradient reaching its input x
@@ -133,13 +133,9 @@ def make(cfg, n_in: int, n_out: int, dtype, x_shape: tuple | None = None) -> Mod
 
     def trace(grads, probe_grads, params, updates, measured, batch, update_norms=None) -> LeafTrace:
         rows = taps.site_rows(found, probe_grads)  # [n_rows, SITE_FIELDS]
-        nan = jnp.full((n_rows,), jnp.nan, rows.dtype)
-        hidden = jnp.concatenate([rows[:-1], jnp.full((1, rows.shape[1]), jnp.nan, rows.dtype)])
         norms = [jnp.stack([safe_norm(v).astype(rows.dtype) for v in jax.tree_util.tree_leaves(t)])
                  for t in (grads, params, updates)]
-        return LeafTrace(grad_w=nan, grad_b=nan, delta=rows[:, 0], stream=nan, weight=nan, update_ratio=nan,
-                         act_mean=hidden[:, 1], act_std=hidden[:, 2], saturated=nan, leaf_grad=norms[0],
-                         leaf_weight=norms[1], leaf_update_ratio=norms[2] / norms[1])
+        return tap_trace(rows[:, 0], rows[:, 1], rows[:, 2], norms[0], norms[1], norms[2] / norms[1])
 
     return Model(net.init, apply, lambda: taps.zero_probes(found, dtype), n_rows, recurrent=False, trace=trace,
                  names=taps.row_names(found), stepped="conv_general_dilated" in str(jaxpr),

@@ -51,6 +51,17 @@ class LeafTrace(NamedTuple):
     leaf_update_ratio: jax.Array  # [P] |W(t+1) - W(t)| / |W(t)|
 
 
+def tap_trace(delta, act_mean, act_std, leaf_grad, leaf_weight, leaf_update_ratio, xp=jnp) -> LeafTrace:
+    """The LeafTrace of a network's taps (the last one its output), fields [..., L] and [..., P]: Trace's
+    weight fields NaN (taps are activations), no activation statistics at the output. xp: jnp inside a
+    program, numpy on the host (float64 kept)."""
+    nan = xp.full_like(delta, xp.nan)
+    output = xp.arange(delta.shape[-1]) == delta.shape[-1] - 1
+    return LeafTrace(grad_w=nan, grad_b=nan, delta=delta, stream=nan, weight=nan, update_ratio=nan,
+                     act_mean=xp.where(output, xp.nan, act_mean), act_std=xp.where(output, xp.nan, act_std),
+                     saturated=nan, leaf_grad=leaf_grad, leaf_weight=leaf_weight, leaf_update_ratio=leaf_update_ratio)
+
+
 def safe_norm(x: jax.Array, axis=None) -> jax.Array:
     """Euclidean norm that does not underflow or overflow, in one pass where that is exact.
 

@@ -167,7 +167,12 @@ def leaves(params) -> tuple[list[str], list[str]]:
     """(leaf names, their layers): a leaf's layer is its module path without the leaf's own name
     ("layers/0/kernel" -> "layers/0"; a top-level leaf is its own layer)."""
     names = [leaf_name(p) for p, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
-    return names, [n.rsplit("/", 1)[0] if "/" in n else n for n in names]
+    return names, [leaf_layer(n) for n in names]
+
+
+def leaf_layer(name: str) -> str:
+    """A leaf's layer: its module path without the leaf's own name ("layers/0/kernel" -> "layers/0")."""
+    return name.rsplit("/", 1)[0] if "/" in name else name
 
 
 class TapTrace(NamedTuple):

@@ -62,24 +62,15 @@ UNTITLED = ("expect", "check", "fail_fast", "resume", "threads", "chunks", "devi
             "isometry", "trace_every")
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def settings(cfg) -> list[str]:
     """key=value for every setting that applies to the run (vgrun.io.provenance.config_dict) and
     differs from the schema's default for its model and data; a group's choice as `init=he`."""
+    from vgrun.config.hyper import flatten
     from vgrun.config.schema import Config, DataConfig, ModelConfig
     from vgrun.io.provenance import config_dict
 
-    mine = _flat(config_dict(cfg))
-    base = _flat(config_dict(Config(model=ModelConfig(name=cfg.model.name), data=DataConfig(name=cfg.data.name))))
+    mine = flatten(config_dict(cfg))
+    base = flatten(config_dict(Config(model=ModelConfig(name=cfg.model.name), data=DataConfig(name=cfg.data.name))))
     out = []
     for key, value in mine.items():
         default = DataConfig.name if key == "data.name" else base.get(key)  # the data's own keys: its defaults
